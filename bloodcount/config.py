@@ -132,7 +132,8 @@ class Settings:
         2048, "Images larger than this (either side) are analysed in tiles.", _positive_int
     )
     review_threshold: float = _setting(
-        0.80, "Cells classified with less confidence than this are flagged for review.",
+        0.80,
+        "Cells classified with less confidence than this are flagged for review.",
         _non_negative_float,
     )
     task_max_retries: int = _setting(
@@ -154,6 +155,13 @@ class Settings:
     data_dir: Path = _setting(
         Path("../shared/data"), "Annotated smears for training and evaluation.", Path
     )
+    weights: Path = _setting(
+        Path(
+            "../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+        ),
+        "ImageNet MobileNetV2 weights that training starts from.",
+        Path,
+    )
 
     @property
     def is_sqlite(self) -> bool:
@@ -171,6 +179,8 @@ def setting_docs() -> list[tuple[str, str, str]]:
         default = f.default
         if isinstance(default, tuple):
             default = ",".join(default)
+        elif isinstance(default, Path) and default.is_absolute():
+            default = default.relative_to(PACKAGE_DIR.parent)  # the packaged model
         rows.append((env_name(f.name), "" if default is None else str(default), f.metadata["doc"]))
     return rows
 

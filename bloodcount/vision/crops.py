@@ -15,7 +15,9 @@ CONTEXT = 0.15
 MIN_BOX_SIDE = 4
 
 
-def square_window(box: tuple[float, float, float, float], context: float = CONTEXT) -> tuple[int, int, int]:
+def square_window(
+    box: tuple[float, float, float, float], context: float = CONTEXT
+) -> tuple[int, int, int]:
     """Centre x, centre y and side of the square window cropped around ``box``."""
     x0, y0, x1, y1 = box
     side = max(x1 - x0, y1 - y0) * (1.0 + 2.0 * context)

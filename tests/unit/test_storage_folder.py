@@ -1,0 +1,94 @@
+import io
+import os
+
+import pytest
+
+from bloodcount.storage import (
+    FolderStore,
+    InvalidKeyError,
+    ObjectNotFound,
+    PresignNotSupported,
+    open_store,
+    validate_key,
+)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "../x",
+        "a/../../x",
+        "/etc/passwd",
+        "a//b",
+        "./a",
+        "a/.",
+        "C:/x",
+        "a\\b",
+        "a\x00b",
+        "x" * 1025,
+    ],
+)
+def test_bad_keys_are_refused(key):
+    with pytest.raises(InvalidKeyError):
+        validate_key(key)
+
+
+def test_good_keys_pass():
+    assert validate_key("labs/1/batches/abc/slide.jpg") == "labs/1/batches/abc/slide.jpg"
+    assert validate_key("ünïcode name.png") == "ünïcode name.png"
+
+
+def test_round_trip_and_listing(tmp_path):
+    store = FolderStore(tmp_path / "objects")
+    store.put("a/1.bin", b"one")
+    store.put("a/2.bin", io.BytesIO(b"two" * 1000))
+    store.put("b/3.bin", b"three")
+    assert store.get("a/1.bin") == b"one"
+    assert store.info("a/2.bin").size == 3000
+    assert list(store.list("a/")) == ["a/1.bin", "a/2.bin"]
+    assert store.exists("b/3.bin")
+    store.delete("b/3.bin")
+    store.delete("b/3.bin")  # deleting twice is fine
+    assert not store.exists("b/3.bin")
+    with pytest.raises(ObjectNotFound):
+        store.get("b/3.bin")
+
+
+def test_keys_cannot_escape_the_root(tmp_path):
+    store = FolderStore(tmp_path / "objects")
+    (tmp_path / "secret").write_text("x")
+    for key in ["../secret", "a/../../secret", "/tmp/x"]:
+        with pytest.raises(InvalidKeyError):
+            store.get(key)
+        with pytest.raises(InvalidKeyError):
+            store.put(key, b"x")
+    # A symlink planted inside the root does not lead out either.
+    os.symlink(tmp_path, tmp_path / "objects" / "link")
+    with pytest.raises(InvalidKeyError):
+        store.get("link/secret")
+
+
+def test_failed_write_leaves_old_object_and_no_temp_file(tmp_path):
+    store = FolderStore(tmp_path)
+    store.put("k", b"old")
+
+    class Exploding(io.BytesIO):
+        def read(self, *args):
+            raise OSError("disk went away")
+
+    with pytest.raises(OSError):
+        store.put("k", Exploding())
+    assert store.get("k") == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["k"]
+
+
+def test_folder_store_has_no_presigned_urls(tmp_path):
+    with pytest.raises(PresignNotSupported):
+        FolderStore(tmp_path).presigned_put_url("k")
+
+
+def test_open_store_reads_relative_and_absolute_file_urls(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert open_store("file://var/objects").root == (tmp_path / "var" / "objects").resolve()
+    assert open_store(f"file://{tmp_path}/abs").root == (tmp_path / "abs").resolve()
