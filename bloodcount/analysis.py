@@ -1,0 +1,134 @@
+"""The per-slide use case: bytes or a path in, a :class:`SlideResult` out.
+
+The CLI, the batch worker and the tests all call :class:`Analyzer`, so a slide is
+analysed the same way everywhere. ``SlideResult.to_dict()`` is the per-slide object of
+the ``bloodcount.analysis/v1`` JSON contract (ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bloodcount.config import Settings, load_settings
+from bloodcount.vision import CLASSES
+from bloodcount.vision.decode import SlideError, decode_image
+
+SCHEMA = "bloodcount.analysis/v1"
+
+
+@dataclass
+class Cell:
+    """One detected cell; box is [x0, y0, x1, y1] in original pixels."""
+
+    label: str
+    confidence: float
+    box: list[float]
+    probabilities: dict[str, float]
+    edge: bool
+    review: bool
+    background: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label, "confidence": self.confidence, "box": self.box,
+            "probabilities": self.probabilities, "edge": self.edge, "review": self.review,
+            "background": self.background,
+        }
+
+
+@dataclass
+class SlideResult:
+    """Outcome of one slide: cells and counts, or status "error" with a one-line reason."""
+
+    file: str
+    width: int | None = None
+    height: int | None = None
+    status: str = "ok"
+    error: str | None = None
+    counts: dict[str, int] = field(default_factory=lambda: {c: 0 for c in CLASSES})
+    cells: list[Cell] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    # PNG overlay, made only on request; never part of the JSON.
+    overlay: bytes | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The per-slide JSON object of the analysis contract."""
+        return {
+            "file": self.file, "width": self.width, "height": self.height,
+            "status": self.status, "error": self.error, "counts": dict(self.counts),
+            "cells": [c.to_dict() for c in self.cells],
+            "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+class Analyzer:
+    """Analyses slides with one classifier loaded once per process."""
+
+    def __init__(self, settings: Settings | None = None, classifier: Any = None) -> None:
+        self.settings = settings or load_settings()
+        if classifier is None:
+            from bloodcount.vision.classifier import Classifier
+
+            classifier = Classifier.load(self.settings.model_path)
+        self.classifier = classifier
+
+    @property
+    def model_info(self) -> dict[str, str]:
+        """{name, version, sha256} of the classifier, recorded with every result."""
+        return dict(self.classifier.info)
+
+    def analyze_image(self, image: np.ndarray, name: str) -> SlideResult:
+        """Analyse an already decoded RGB uint8 image."""
+        from bloodcount.vision.detect import detect_cells
+
+        found = detect_cells(image, self.classifier, self.settings.tile_size)
+        cells = []
+        for box, label, probs, bg, edge in zip(
+            found.boxes, found.labels, found.probabilities, found.background, found.edge, strict=True
+        ):
+            confidence = float(probs[label])
+            cells.append(Cell(
+                label=CLASSES[int(label)], confidence=round(confidence, 4),
+                box=[round(float(v), 1) for v in box],
+                probabilities={c: round(float(p), 4) for c, p in zip(CLASSES, probs, strict=True)},
+                edge=bool(edge), review=confidence < self.settings.review_threshold,
+                background=round(float(bg), 4),
+            ))
+        counts = {c: sum(cell.label == c for cell in cells) for c in CLASSES}
+        h, w = image.shape[:2]
+        return SlideResult(file=name, width=w, height=h, counts=counts, cells=cells,
+                           timings=dict(found.timings))
+
+    def analyze_bytes(self, data: bytes, name: str, overlay: bool = False) -> SlideResult:
+        """Decode and analyse one slide; unreadable input gives status "error", never raises.
+
+        With ``overlay`` the result also carries the slide drawn with its boxes (PNG bytes).
+        """
+        t0 = time.perf_counter()
+        try:
+            image = decode_image(data, self.settings.max_image_pixels)
+            decode_ms = (time.perf_counter() - t0) * 1000
+            result = self.analyze_image(image, name)
+        except SlideError as exc:
+            return SlideResult(file=name, status="error", error=str(exc), counts={c: 0 for c in CLASSES})
+        except MemoryError:
+            return SlideResult(file=name, status="error", error="not enough memory to analyse this image")
+        result.timings = {"decode": decode_ms, **result.timings}
+        if overlay:
+            from bloodcount.vision.draw import draw_overlay
+
+            result.overlay = draw_overlay(image, result.cells)
+        return result
+
+    def analyze_path(self, path: str | Path, overlay: bool = False) -> SlideResult:
+        """Read a file and analyse it; a file that cannot be read is a per-slide error."""
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            return SlideResult(file=str(path), status="error", error=f"cannot read file: {exc.strerror or exc}")
+        return self.analyze_bytes(data, str(path), overlay=overlay)

@@ -1,0 +1,152 @@
+"""``bloodcount analyze``: count the cells of slide images in this process, no server needed."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
+CSV_FIELDS = ["file", "status", "error", "width", "height", "RBC", "WBC", "Platelets", "review", "edge"]
+
+_analyzer = None  # one per process, so each worker loads the model once
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "analyze",
+        help="count RBC, WBC and platelets in slide images",
+        description=(
+            "Find and classify every cell in each slide and write the bloodcount.analysis/v1 "
+            "JSON. A slide that cannot be read is reported with status \"error\" and the run "
+            "goes on: the exit code is 0 when the run completed, even if some slides failed; "
+            "2 for usage or configuration errors."
+        ),
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
+    parser.add_argument("--output", "-o", default="-", metavar="FILE",
+                        help="JSON output file, '-' for stdout (default)")
+    parser.add_argument("--overlays", metavar="DIR", help="write each slide with class-coloured boxes here")
+    parser.add_argument("--csv", metavar="FILE", help="also write one CSV row per slide")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="worker processes (default 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.set_defaults(handler=run)
+
+
+def find_images(paths: list[str]) -> list[str]:
+    """Image files named directly or found (recursively, sorted) in the folders given."""
+    found: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.exists():
+            found.append(raw)  # named explicitly: analyse it whatever its suffix
+        else:
+            raise FileNotFoundError(raw)
+    return found
+
+
+def _init_worker() -> None:
+    global _analyzer
+    from bloodcount.analysis import Analyzer
+
+    _analyzer = Analyzer()
+
+
+def _analyze_one(job: tuple[str, bool]) -> Any:
+    path, overlay = job
+    if _analyzer is None:
+        _init_worker()
+    return _analyzer.analyze_path(path, overlay=overlay)
+
+
+def _results(paths: list[str], overlay: bool, workers: int) -> Iterator[Any]:
+    jobs = [(p, overlay) for p in paths]
+    if workers <= 1:
+        yield from map(_analyze_one, jobs)
+        return
+    import multiprocessing
+
+    # Processes, not threads: the pipeline is CPU-bound Python + OpenCV + LiteRT.
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+        yield from pool.imap(_analyze_one, jobs, chunksize=4)
+
+
+def _overlay_name(path: str, used: set[str]) -> str:
+    stem = Path(path).stem or "slide"
+    name, n = f"{stem}.png", 1
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}.png"
+    used.add(name)
+    return name
+
+
+def _csv_row(slide: dict[str, Any]) -> dict[str, Any]:
+    row = {k: slide.get(k) for k in ("file", "status", "error", "width", "height")}
+    row.update(slide["counts"])
+    row["review"] = sum(c["review"] for c in slide["cells"])
+    row["edge"] = sum(c["edge"] for c in slide["cells"])
+    return row
+
+
+def run(args: argparse.Namespace) -> int:
+    """Analyse every slide named; exit 0 when the run completed, 2 on usage errors."""
+    from tqdm import tqdm
+
+    from bloodcount.analysis import SCHEMA, Analyzer
+    from bloodcount.vision.classifier import ModelError
+
+    if args.workers < 1:
+        print("bloodcount analyze: --workers must be 1 or more", file=sys.stderr)
+        return 2
+    try:
+        paths = find_images(args.paths)
+    except FileNotFoundError as exc:
+        print(f"bloodcount analyze: no such file or folder: {exc}", file=sys.stderr)
+        return 2
+    if not paths:
+        print("bloodcount analyze: no images found (JPEG, PNG, TIFF, BMP)", file=sys.stderr)
+        return 2
+    try:
+        analyzer = Analyzer()
+    except ModelError as exc:
+        print(f"bloodcount analyze: {exc}", file=sys.stderr)
+        return 2
+    global _analyzer
+    _analyzer = analyzer
+    overlay_dir = Path(args.overlays) if args.overlays else None
+    if overlay_dir:
+        overlay_dir.mkdir(parents=True, exist_ok=True)
+    workers = min(args.workers, len(paths), os.cpu_count() or 1)
+    slides, used = [], set()
+    bar = tqdm(total=len(paths), unit="slide", file=sys.stderr, disable=args.no_progress)
+    for result in _results(paths, overlay_dir is not None, workers):
+        if overlay_dir and result.overlay:
+            (overlay_dir / _overlay_name(result.file, used)).write_bytes(result.overlay)
+        slides.append(result.to_dict())
+        bar.update(1)
+    bar.close()
+    document = {"schema": SCHEMA, "model": analyzer.model_info, "slides": slides}
+    text = json.dumps(document, indent=1)
+    if args.output == "-":
+        sys.stdout.write(text + "\n")
+    else:
+        Path(args.output).write_text(text + "\n")
+    if args.csv:
+        with open(args.csv, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(_csv_row(s) for s in slides)
+    failed = sum(s["status"] == "error" for s in slides)
+    if failed:
+        print(f"bloodcount analyze: {failed} of {len(slides)} slides could not be analysed "
+              "(see their \"error\")", file=sys.stderr)
+    return 0

@@ -1,0 +1,45 @@
+"""Overlay images: the slide with a class-coloured box around every cell."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import cv2
+import numpy as np
+
+# The one place class colours are defined (hex, as the web UI and reports use them).
+CLASS_COLOURS = {"RBC": "#d62728", "WBC": "#6a3d9a", "Platelets": "#2ca02c"}
+REVIEW_COLOUR = "#ffbf00"
+
+
+def hex_to_rgb(colour: str) -> tuple[int, int, int]:
+    """``#rrggbb`` to an (r, g, b) tuple."""
+    c = colour.lstrip("#")
+    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+
+
+def _field(cell: Any, name: str) -> Any:
+    return cell[name] if isinstance(cell, dict) else getattr(cell, name)
+
+
+def draw_overlay(image: np.ndarray, cells: Iterable[Any]) -> bytes:
+    """PNG bytes of the RGB ``image`` with each cell's box in its class colour.
+
+    ``cells`` are :class:`bloodcount.analysis.Cell` objects or their dicts; cells flagged
+    for review get a dashed-looking second outline in amber so a reviewer finds them.
+    """
+    canvas = np.ascontiguousarray(image[:, :, ::-1]).copy()  # OpenCV draws and encodes BGR
+    thickness = max(1, round(min(image.shape[:2]) / 320))
+    for cell in cells:
+        x0, y0, x1, y1 = (int(round(v)) for v in _field(cell, "box"))
+        r, g, b = hex_to_rgb(CLASS_COLOURS[_field(cell, "label")])
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), (b, g, r), thickness)
+        if _field(cell, "review"):
+            r, g, b = hex_to_rgb(REVIEW_COLOUR)
+            pad = thickness + 1
+            cv2.rectangle(canvas, (x0 + pad, y0 + pad), (x1 - pad, y1 - pad), (b, g, r), 1)
+    ok, png = cv2.imencode(".png", canvas)
+    if not ok:  # pragma: no cover - encoding an in-memory uint8 image does not fail
+        raise RuntimeError("PNG encoding failed")
+    return png.tobytes()
