@@ -24,7 +24,7 @@ PROPOSAL_IOU = 0.75
 # Detections of one class overlapping more than this are one cell (overlapping red cells
 # in a thick smear reach IoU ~0.4 between their true boxes).
 NMS_IOU = 0.45
-# A box mostly inside a more confident box of the same class is a fragment of it.
+# A box mostly inside another of the same class (or holding it) is the same cell.
 NMS_CONTAINED = 0.8
 
 
@@ -69,7 +69,8 @@ def suppress(boxes: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.nd
     ious = iou_matrix(boxes, boxes)
     areas = np.maximum(box_areas(boxes), 1e-9)
     inter = ious * (areas[:, None] + areas[None, :]) / (1.0 + ious)
-    contained = inter / areas[None, :]  # [i, j]: share of box j inside box i
+    # Share of the smaller box inside the larger: a fragment, or a cell's pallor ring.
+    contained = inter / np.minimum(areas[:, None], areas[None, :])
     keep: list[int] = []
     dropped = np.zeros(len(boxes), dtype=bool)
     for i in order:
