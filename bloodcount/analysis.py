@@ -66,6 +66,19 @@ class SlideResult:
         }
 
 
+def open_analyzer(command: str) -> Analyzer | None:
+    """An Analyzer for a CLI command, or None after printing why the model cannot load."""
+    import sys
+
+    from bloodcount.vision.classifier import ModelError
+
+    try:
+        return Analyzer()
+    except ModelError as exc:
+        print(f"bloodcount {command}: {exc}", file=sys.stderr)
+        return None
+
+
 class Analyzer:
     """Analyses slides with one classifier loaded once per process."""
 

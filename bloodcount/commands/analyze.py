@@ -101,8 +101,7 @@ def run(args: argparse.Namespace) -> int:
     """Analyse every slide named; exit 0 when the run completed, 2 on usage errors."""
     from tqdm import tqdm
 
-    from bloodcount.analysis import SCHEMA, Analyzer
-    from bloodcount.vision.classifier import ModelError
+    from bloodcount.analysis import SCHEMA, open_analyzer
 
     if args.workers < 1:
         print("bloodcount analyze: --workers must be 1 or more", file=sys.stderr)
@@ -115,10 +114,8 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         print("bloodcount analyze: no images found (JPEG, PNG, TIFF, BMP)", file=sys.stderr)
         return 2
-    try:
-        analyzer = Analyzer()
-    except ModelError as exc:
-        print(f"bloodcount analyze: {exc}", file=sys.stderr)
+    analyzer = open_analyzer("analyze")
+    if analyzer is None:
         return 2
     global _analyzer
     _analyzer = analyzer

@@ -62,9 +62,8 @@ def run(args: argparse.Namespace) -> int:
     """Analyse and score; write the JSON report and the plot."""
     from tqdm import tqdm
 
-    from bloodcount.analysis import Analyzer
+    from bloodcount.analysis import open_analyzer
     from bloodcount.evaluation import plot_counts, score_slide, summarise_by_source
-    from bloodcount.vision.classifier import ModelError
 
     dataset = Path(args.dataset)
     if not dataset.exists():
@@ -75,10 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if not records:
         print("bloodcount evaluate: no annotated images selected", file=sys.stderr)
         return 2
-    try:
-        analyzer = Analyzer()
-    except ModelError as exc:
-        print(f"bloodcount evaluate: {exc}", file=sys.stderr)
+    analyzer = open_analyzer("evaluate")
+    if analyzer is None:
         return 2
     scores, failed = [], []
     for record in tqdm(records, unit="slide", file=sys.stderr, disable=args.no_progress):

@@ -1,0 +1,90 @@
+"""Slides per second of ``Analyzer`` on 640x480 smears, with a stage breakdown and peak memory.
+
+Run: ``nice -n 5 .venv/bin/python bench/bench_analysis.py [--slides N] [--workers 2] [--record]``.
+Each worker process loads the model once and analyses its share of the slides from bytes
+(decode included); ``--record`` replaces this benchmark's section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import multiprocessing
+import os
+import platform
+import re
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## bench_analysis"
+
+
+def _slides(n: int) -> list[bytes]:
+    data = Path(os.environ.get("BLOODCOUNT_DATA", ROOT.parent / "shared" / "data"))
+    files = sorted((data / "bccd" / "JPEGImages").glob("*.jpg"))[:n]
+    if not files:
+        sys.exit(f"no BCCD slides under {data}")
+    return [f.read_bytes() for f in files]
+
+
+def _work(blobs: list[bytes]) -> tuple[int, dict[str, float], float, int]:
+    from bloodcount.analysis import Analyzer
+
+    analyzer = Analyzer()
+    analyzer.analyze_bytes(blobs[0], "warm-up")
+    totals: dict[str, float] = {}
+    t0 = time.perf_counter()
+    for i, blob in enumerate(blobs):
+        result = analyzer.analyze_bytes(blob, f"s{i}")
+        for k, v in result.timings.items():
+            totals[k] = totals.get(k, 0.0) + v
+    elapsed = time.perf_counter() - t0
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return len(blobs), totals, elapsed, peak_kb
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--slides", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args()
+    blobs = _slides(args.slides)
+    shares = [blobs[i :: args.workers] for i in range(args.workers)]
+    t0 = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+        outs = pool.map(_work, shares)
+    wall = time.perf_counter() - t0
+    n = sum(o[0] for o in outs)
+    busy = max(o[2] for o in outs)
+    stages = {k: sum(o[1].get(k, 0.0) for o in outs) / n for k in outs[0][1]}
+    peak_mb = max(o[3] for o in outs) / 1024
+    from bloodcount.config import load_settings
+
+    model = load_settings().model_path
+    lines = [
+        f"- {dt.date.today()} on {platform.node()} ({os.cpu_count()} CPUs visible, shared), "
+        f"{platform.python_version()}; model {model}",
+        f"- command: `nice -n 5 .venv/bin/python bench/bench_analysis.py --slides {args.slides} --workers {args.workers}`",
+        f"- {n} BCCD slides 640x480 JPEG, {args.workers} worker processes: "
+        f"**{n / busy:.1f} slides/s** in the analysis loop ({n / wall:.1f}/s including process start and model load)",
+        "- per slide (ms, mean): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()),
+        f"- peak resident memory per worker process: {peak_mb:.0f} MB",
+    ]
+    print("\n".join(lines))
+    if args.record:
+        results = ROOT / "bench" / "RESULTS.md"
+        text = results.read_text() if results.exists() else "# Benchmark results\n"
+        block = f"{SECTION}\n" + "\n".join(lines) + "\n"
+        if SECTION in text:
+            text = re.sub(rf"{SECTION}\n(?:- .*\n)*", block, text)
+        else:
+            text = text.rstrip("\n") + "\n\n" + block
+        results.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

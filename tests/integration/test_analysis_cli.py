@@ -1,0 +1,42 @@
+"""``bloodcount analyze`` end to end on real slides with the shipped model: JSON, CSV, overlays."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from bloodcount.cli import main
+from bloodcount.config import load_settings
+from bloodcount.schemas import validate
+
+
+@pytest.fixture(scope="module")
+def model_dir():
+    path = load_settings().model_path
+    if not (path / "model.tflite").is_file():
+        pytest.skip(f"no classifier shipped at {path} yet")
+    return path
+
+
+def test_analyze_writes_the_contract_and_survives_a_bad_file(data_dir, model_dir, tmp_path):
+    slides = sorted((data_dir / "bccd" / "JPEGImages").glob("*.jpg"))[:3]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(slides[0].read_bytes()[:2000])
+    out, table, overlays = tmp_path / "out.json", tmp_path / "out.csv", tmp_path / "ov"
+    args = ["analyze", *map(str, slides), str(bad), "--output", str(out), "--csv", str(table),
+            "--overlays", str(overlays), "--no-progress"]
+    assert main(args) == 0
+    document = json.loads(out.read_text())
+    validate(document)
+    status = {s["file"]: s["status"] for s in document["slides"]}
+    assert status[str(bad)] == "error" and all(status[str(p)] == "ok" for p in slides)
+    assert all(s["counts"]["RBC"] > 0 for s in document["slides"] if s["status"] == "ok")
+    rows = list(csv.DictReader(table.open()))
+    assert len(rows) == 4 and len(list(overlays.glob("*.png"))) == 3
+
+
+def test_analyze_usage_errors_exit_non_zero(tmp_path):
+    assert main(["analyze", str(tmp_path / "missing.jpg"), "--output", "-"]) == 2
+    assert main(["analyze", str(tmp_path), "--output", "-"]) == 2  # a folder with no images
