@@ -1,10 +1,46 @@
-"""Routes of the web pages. Each returns a template; the page's module fetches the data."""
+"""Routes of the web pages. Each renders a shell; the page's ES module fetches the data."""
 
 from __future__ import annotations
 
-from flask import redirect, render_template, url_for
+import json
+
+from flask import Response, current_app, redirect, render_template, request, url_for
 
 from api.web import bp
+from api.web.headers import add_security_headers
+from bloodcount.config import Settings
+from bloodcount.db.models import BATCH_STATUSES
+from bloodcount.vision.draw import CLASS_COLOURS, REVIEW_COLOUR
+
+API_PREFIX = "/api/v1"
+
+bp.after_request(add_security_headers)
+
+
+def _settings() -> Settings:
+    """The app's settings if create_app stored them, else the embedded defaults."""
+    for key in ("SETTINGS", "BLOODCOUNT_SETTINGS"):
+        value = current_app.config.get(key)
+        if isinstance(value, Settings):
+            return value
+    return Settings()
+
+
+@bp.context_processor
+def _page_context() -> dict:
+    settings = _settings()
+    return {
+        # script_root keeps the API reachable when the app is mounted under a path.
+        "api_base": request.script_root + API_PREFIX,
+        "class_colours": CLASS_COLOURS,
+        # json.dumps keeps RBC, WBC, Platelets in order (Flask's tojson sorts keys).
+        "class_colours_json": json.dumps(CLASS_COLOURS),
+        "review_colour": REVIEW_COLOUR,
+        "batch_statuses": BATCH_STATUSES,
+        "max_files": settings.max_files_per_batch,
+        "max_upload_bytes": settings.max_upload_bytes,
+        "max_upload_mb": settings.max_upload_bytes // (1024 * 1024),
+    }
 
 
 @bp.get("/")
@@ -15,6 +51,13 @@ def home():
 @bp.get("/signin")
 def signin():
     return render_template("web/signin.html", page="signin")
+
+
+@bp.post("/signin")
+def signin_without_script():
+    # Reached only when the page's module did not run. The key in the body is neither
+    # checked nor stored nor logged: the browser keeps it, not a server session.
+    return render_template("web/signin.html", page="signin", needs_script=True), 400
 
 
 @bp.get("/submit")
@@ -35,3 +78,15 @@ def batch(batch_id: str):
 @bp.get("/slides/<slide_id>")
 def slide(slide_id: str):
     return render_template("web/slide.html", page="slide", slide_id=slide_id)
+
+
+@bp.get("/web/class-colours.css")
+def class_colours_css():
+    """CSS custom properties from CLASS_COLOURS, so pages and overlays share one palette."""
+    rules = [
+        f".class-{name} {{ --class-colour: {colour}; }}" for name, colour in CLASS_COLOURS.items()
+    ]
+    rules.append(f":root {{ --review-colour: {REVIEW_COLOUR}; }}")
+    response = Response("\n".join(rules) + "\n", mimetype="text/css")
+    response.cache_control.max_age = 3600
+    return response

@@ -1,0 +1,142 @@
+// One batch: live progress by polling with If-None-Match (a 304 costs the server almost
+// nothing), the slides with their counts, a chart, failed slides with a retry, reports.
+import { apiAllItems, apiDownload, apiFetch, retryAfterMs, urls } from "./api.js";
+import { countsChart } from "./charts.js";
+import {
+  classColours, classNames, clear, el, formatCount, setStatus, showMessage, statusBadge,
+} from "./dom.js";
+import { startPage } from "./layout.js";
+
+const FINISHED = new Set(["done", "done_with_errors", "failed"]);
+const POLL_MS = 2000;
+
+const batchId = document.body.dataset.batchId;
+const statusNode = document.getElementById("batch-status");
+const bar = document.getElementById("batch-progress");
+const progressNode = document.getElementById("progress-text");
+const totalsNode = document.getElementById("totals");
+const slidesBody = document.getElementById("slides-body");
+const chartNode = document.getElementById("counts-chart");
+const failedBox = document.getElementById("failed");
+const failedList = document.getElementById("failed-list");
+const retryButton = document.getElementById("retry");
+
+let etag = null;
+let shownState = null;
+let timer = null;
+
+function renderBatch(batch) {
+  document.getElementById("batch-reference").textContent = batch.reference || batch.id.slice(0, 8);
+  document.title = `Batch ${batch.reference || batch.id.slice(0, 8)} · bloodcount`;
+  setStatus(statusNode, batch.status);
+  const { total = 0, done = 0, failed = 0 } = batch.progress || {};
+  bar.max = Math.max(1, total);
+  bar.value = done + failed;
+  progressNode.textContent = `${done + failed} of ${total} slides finished` + (failed ? ` (${failed} failed)` : "");
+  clear(totalsNode);
+  const totals = batch.totals || {};
+  for (const name of classNames) {
+    totalsNode.append(el("div", { class: `class-${name}` }, el("dt", {}, `${name} total`), el("dd", {}, formatCount(totals[name]))));
+  }
+}
+
+function renderSlides(slides) {
+  clear(slidesBody);
+  for (const slide of slides) {
+    const counts = slide.counts || {};
+    slidesBody.append(el("tr", {},
+      el("td", {}, el("a", { href: urls.slide(slide.id) }, slide.filename)),
+      el("td", {}, statusBadge(slide.status)),
+      ...classNames.map((c) => el("td", { class: "num" }, formatCount(counts[c]))),
+      el("td", {}, slide.error || ""),
+    ));
+  }
+  if (!slides.length) slidesBody.append(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No slides.")));
+
+  const finished = slides.filter((s) => s.status === "done");
+  clear(chartNode);
+  if (finished.length) chartNode.append(countsChart(finished, classNames, classColours));
+  else chartNode.append(el("p", { class: "muted" }, "The chart appears as slides finish."));
+
+  const failed = slides.filter((s) => s.status === "failed");
+  clear(failedList);
+  for (const slide of failed) {
+    failedList.append(el("li", {}, el("a", { href: urls.slide(slide.id) }, slide.filename), `: ${slide.error || "no reason recorded"}`));
+  }
+  failedBox.hidden = failed.length === 0;
+}
+
+async function loadSlides() {
+  try {
+    renderSlides(await apiAllItems(`/batches/${encodeURIComponent(batchId)}/slides`));
+  } catch (err) {
+    showMessage(`Could not load the slides: ${err.message}`, "error");
+  }
+}
+
+async function poll() {
+  clearTimeout(timer);
+  let delay = POLL_MS;
+  let finished = false;
+  try {
+    const response = await apiFetch(`/batches/${encodeURIComponent(batchId)}`, {
+      headers: etag ? { "If-None-Match": etag } : {},
+    });
+    delay = retryAfterMs(response) ?? POLL_MS;
+    if (response.status === 304) {
+      finished = FINISHED.has(shownState?.status);
+    } else {
+      etag = response.headers.get("ETag");
+      const batch = await response.json();
+      renderBatch(batch);
+      const state = { status: batch.status, ...batch.progress };
+      // Slides change only when the progress does; do not refetch them on every poll.
+      if (JSON.stringify(state) !== JSON.stringify(shownState)) await loadSlides();
+      shownState = state;
+      finished = FINISHED.has(batch.status);
+    }
+  } catch (err) {
+    if (err.status === 404) {
+      showMessage("This batch does not exist, or it belongs to another lab.", "error");
+      return;
+    }
+    showMessage(`Lost contact with the server (${err.message}); trying again.`, "error");
+    delay = (err.status === 429 || err.status === 503) ? 10000 : 5000;
+  }
+  // A hidden tab polls gently; it catches up as soon as it is shown again.
+  if (!finished) timer = setTimeout(poll, document.hidden ? Math.max(delay, 15000) : delay);
+}
+
+async function retry() {
+  retryButton.disabled = true;
+  try {
+    await apiFetch(`/batches/${encodeURIComponent(batchId)}/retry`, { method: "POST" });
+    showMessage("The failed slides are queued again.", "ok");
+    etag = null;
+    shownState = null;
+    poll();
+  } catch (err) {
+    showMessage(`Could not retry: ${err.message}`, "error");
+  } finally {
+    retryButton.disabled = false;
+  }
+}
+
+async function download(format) {
+  try {
+    const name = await apiDownload(`/batches/${encodeURIComponent(batchId)}/report.${format}`, `batch-${batchId}.${format}`);
+    showMessage(`Downloaded ${name}.`, "ok");
+  } catch (err) {
+    showMessage(`Could not download the report: ${err.message}`, "error");
+  }
+}
+
+if (startPage()) {
+  retryButton.addEventListener("click", retry);
+  document.getElementById("download-csv").addEventListener("click", () => download("csv"));
+  document.getElementById("download-json").addEventListener("click", () => download("json"));
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && !FINISHED.has(shownState?.status)) poll();
+  });
+  poll();
+}
