@@ -3,7 +3,7 @@
 import { apiAllItems, apiDownload, apiFetch, retryAfterMs, urls } from "./api.js";
 import { countsChart } from "./charts.js";
 import {
-  classColours, classNames, clear, el, formatCount, setStatus, showMessage, statusBadge,
+  classColours, classNames, clear, el, formatCount, setStatus, showMessage, slideName, statusBadge,
 } from "./dom.js";
 import { startPage } from "./layout.js";
 
@@ -45,7 +45,7 @@ function renderSlides(slides) {
   for (const slide of slides) {
     const counts = slide.counts || {};
     slidesBody.append(el("tr", {},
-      el("td", {}, el("a", { href: urls.slide(slide.id) }, slide.filename)),
+      el("td", {}, el("a", { href: urls.slide(slide.id) }, slideName(slide))),
       el("td", {}, statusBadge(slide.status)),
       ...classNames.map((c) => el("td", { class: "num" }, formatCount(counts[c]))),
       el("td", {}, slide.error || ""),
@@ -61,7 +61,7 @@ function renderSlides(slides) {
   const failed = slides.filter((s) => s.status === "failed");
   clear(failedList);
   for (const slide of failed) {
-    failedList.append(el("li", {}, el("a", { href: urls.slide(slide.id) }, slide.filename), `: ${slide.error || "no reason recorded"}`));
+    failedList.append(el("li", {}, el("a", { href: urls.slide(slide.id) }, slideName(slide)), `: ${slide.error || "no reason recorded"}`));
   }
   failedBox.hidden = failed.length === 0;
 }

@@ -1,6 +1,6 @@
 // Hand-drawn SVG bar charts: no library, nothing fetched from elsewhere. Each chart is an
 // image with a text alternative; the numbers it shows are also in the page's tables.
-import { svg } from "./dom.js";
+import { slideName, svg } from "./dom.js";
 
 const ROW = 22;
 const BAR = 14;
@@ -64,9 +64,9 @@ export function countsChart(slides, classes, colours, { width = 900 } = {}) {
   });
   slides.forEach((slide, i) => {
     const y = header + i * ROW;
-    const name = slide.filename.length > 28 ? `${slide.filename.slice(0, 27)}…` : slide.filename;
+    const name = slideName(slide).length > 28 ? `${slideName(slide).slice(0, 27)}…` : slideName(slide);
     chart.append(svg("text", { x: nameWidth - 8, y: y + BAR - 3, "text-anchor": "end" }, name,
-      svg("title", {}, slide.filename)));
+      svg("title", {}, slideName(slide))));
     classes.forEach((cls, k) => {
       const x0 = nameWidth + k * (column + gap);
       const value = slide.counts?.[cls];
@@ -77,7 +77,7 @@ export function countsChart(slides, classes, colours, { width = 900 } = {}) {
       const w = (value / maxima[cls]) * (column - 36);
       chart.append(
         svg("rect", { x: x0, y, width: w.toFixed(1), height: BAR, fill: colours[cls] },
-          svg("title", {}, `${slide.filename}: ${value} ${cls}`)),
+          svg("title", {}, `${slideName(slide)}: ${value} ${cls}`)),
         svg("text", { x: x0 + w + 4, y: y + BAR - 3 }, String(value)),
       );
     });

@@ -80,3 +80,8 @@ export function statusBadge(status) {
 /** The class colours the server passed in (CLASS_COLOURS in bloodcount/vision/draw.py). */
 export const classColours = JSON.parse(document.body.dataset.classColours || "{}");
 export const classNames = Object.keys(classColours);
+
+/** A slide's file name: the API says ``file`` (as the analysis contract does). */
+export function slideName(slide) {
+  return slide.file ?? slide.filename ?? slide.id;
+}

@@ -3,7 +3,7 @@
 import { apiJson, apiObjectUrl, urls } from "./api.js";
 import { barChart } from "./charts.js";
 import {
-  classColours, classNames, clear, el, formatCount, setStatus, showMessage, svg,
+  classColours, classNames, clear, el, formatCount, setStatus, showMessage, slideName, svg,
 } from "./dom.js";
 import { startPage } from "./layout.js";
 
@@ -74,7 +74,7 @@ function drawFigure(slide, imageUrl) {
   const root = svg("svg", {
     viewBox: `0 0 ${width} ${height}`,
     role: "group",
-    "aria-label": `${slide.filename} with ${slide.cells.length} detected cells`,
+    "aria-label": `${slideName(slide)} with ${slide.cells.length} detected cells`,
   });
   root.append(svg("image", { href: imageUrl, x: 0, y: 0, width, height }));
   const groups = Object.fromEntries(classNames.map((c) => [c, svg("g", { class: `cells class-${c}`, "data-class": c })]));
@@ -150,8 +150,8 @@ async function load() {
     return;
   }
   slide.cells ||= [];
-  document.getElementById("slide-title").textContent = slide.filename;
-  document.title = `${slide.filename} · bloodcount`;
+  document.getElementById("slide-title").textContent = slideName(slide);
+  document.title = `${slideName(slide)} · bloodcount`;
   setStatus(document.getElementById("slide-status"), slide.status);
   if (slide.batch_id) document.getElementById("batch-link").href = urls.batch(slide.batch_id);
   if (slide.error) showMessage(`This slide could not be analysed: ${slide.error}`, "error");
