@@ -83,9 +83,11 @@ def slide(slide_id: str):
 @bp.get("/web/class-colours.css")
 def class_colours_css():
     """CSS custom properties from CLASS_COLOURS, so pages and overlays share one palette."""
-    rules = [
-        f".class-{name} {{ --class-colour: {colour}; }}" for name, colour in CLASS_COLOURS.items()
-    ]
+    rules = []
+    for name, colour in CLASS_COLOURS.items():
+        rules.append(f".class-{name} {{ --class-colour: {colour}; }}")
+        # The slide page hides a class by putting hide-<class> on the figure.
+        rules.append(f".hide-{name} .cell.class-{name} {{ display: none; }}")
     rules.append(f":root {{ --review-colour: {REVIEW_COLOUR}; }}")
     response = Response("\n".join(rules) + "\n", mimetype="text/css")
     response.cache_control.max_age = 3600

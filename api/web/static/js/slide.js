@@ -77,8 +77,10 @@ function drawFigure(slide, imageUrl) {
     "aria-label": `${slideName(slide)} with ${slide.cells.length} detected cells`,
   });
   root.append(svg("image", { href: imageUrl, x: 0, y: 0, width, height }));
-  const groups = Object.fromEntries(classNames.map((c) => [c, svg("g", { class: `cells class-${c}`, "data-class": c })]));
-  slide.cells.forEach((cell, index) => {
+  const area = ({ box: [x0, y0, x1, y1] }) => (x1 - x0) * (y1 - y0);
+  // Largest first, so a small cell overlapping a big one is drawn on top and stays clickable.
+  const order = slide.cells.map((cell, index) => ({ cell, index })).sort((a, b) => area(b.cell) - area(a.cell));
+  for (const { cell, index } of order) {
     const [x0, y0, x1, y1] = cell.box;
     const box = svg("rect", {
       class: "cell-box",
@@ -98,8 +100,7 @@ function drawFigure(slide, imageUrl) {
         choose();
       }
     });
-    const group = groups[cell.label] || groups[classNames[0]];
-    group.append(box);
+    const group = svg("g", { class: `cell class-${cell.label}`, "data-class": cell.label }, box);
     if (cell.review) {
       const inset = Math.min(4, (x1 - x0) / 4, (y1 - y0) / 4);
       group.append(svg("rect", {
@@ -107,15 +108,13 @@ function drawFigure(slide, imageUrl) {
         width: Math.max(1, x1 - x0 - 2 * inset), height: Math.max(1, y1 - y0 - 2 * inset),
       }));
     }
-  });
-  root.append(...Object.values(groups));
+    root.append(group);
+  }
   figure.replaceChildren(root);
 
   for (const toggle of document.querySelectorAll(".class-toggle")) {
-    toggle.addEventListener("change", () => {
-      // display="none" also takes the hidden boxes out of the Tab order.
-      groups[toggle.value]?.setAttribute("display", toggle.checked ? "inline" : "none");
-    });
+    // A hidden class is display:none by CSS, which also takes its boxes out of the Tab order.
+    toggle.addEventListener("change", () => root.classList.toggle(`hide-${toggle.value}`, !toggle.checked));
   }
   document.getElementById("review-toggle").addEventListener("change", (event) => {
     root.classList.toggle("hide-review", !event.target.checked);

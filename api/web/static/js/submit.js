@@ -84,9 +84,13 @@ function showProgress(loaded, total) {
   progressText.textContent = `${formatBytes(loaded)} of ${formatBytes(total)} (${percent}%)`;
 }
 
-/** The files the server refused, from a problem document's per-file list if it has one. */
+/** The files the server refused: the problem document names one in ``file`` (the API
+ * refuses the whole batch at the first bad file), or lists several in ``errors``. */
 function serverRejections(problem) {
-  const list = problem.errors || problem.rejected || problem.files || [];
+  if (typeof problem.file === "string") {
+    return [{ name: problem.file, reason: problem.detail || "rejected by the server" }];
+  }
+  const list = problem.errors || [];
   return Array.isArray(list)
     ? list.map((item) => ({
         name: item.file || item.filename || item.name || "(file)",
@@ -96,9 +100,7 @@ function serverRejections(problem) {
 }
 
 function explain(err) {
-  if (err.status === 413) {
-    return `The batch is larger than the server accepts (${formatBytes(maxBytes)}). Split it into smaller batches.`;
-  }
+  if (err.status === 413) return `The batch is too large: ${err.message}`;
   if (err.status === 429) return "Too many requests from your lab right now. Wait a minute and submit again.";
   return `The batch was not accepted: ${err.message}`;
 }
@@ -112,7 +114,7 @@ async function upload(event) {
   idempotencyKey ||= newIdempotencyKey();
   const body = new FormData();
   body.append("reference", reference.value.trim());
-  for (const file of chosen) body.append("files[]", file, file.name);
+  for (const file of chosen) body.append("files", file, file.name);
   progressRow.hidden = false;
   showProgress(0, chosen.reduce((sum, f) => sum + f.size, 0));
   try {
@@ -131,6 +133,7 @@ async function upload(event) {
     if (err instanceof ApiError) {
       const refused = serverRejections(err.problem);
       if (refused.length) {
+        // Take the refused files out of the selection, so "Submit" sends the rest.
         rejected.push(...refused);
         const names = new Set(refused.map((r) => r.name));
         chosen = chosen.filter((f) => !names.has(f.name));
