@@ -1,0 +1,59 @@
+"""The HTTP API: a Flask app factory with one blueprint per resource, all under /api/v1.
+
+``create_app(config=None)``: ``config`` may hold ``SETTINGS`` (a bloodcount Settings; by
+default read from the environment), ``ANALYZER`` (used when tasks run eagerly) and any
+Flask option. The API sends slides to the workers by task name and never imports the
+worker, TensorFlow or the classifier (unless tasks run eagerly in this process).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from api import batches, docs, errors, health, reports, slides
+from api.context import ApiService
+from api.responses import ApiJSONProvider
+from bloodcount.config import Settings, load_settings
+from bloodcount.queue import TaskQueue
+from bloodcount.resources import Resources
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    config = dict(config or {})
+    settings: Settings = config.pop("SETTINGS", None) or load_settings()
+    analyzer = config.pop("ANALYZER", None)
+    app = Flask(__name__)
+    app.json_provider_class = ApiJSONProvider
+    app.json = ApiJSONProvider(app)
+    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.max_upload_bytes)
+    app.config.update(config)
+
+    resources = Resources(settings)
+
+    def run_eagerly(slide_id: str) -> str:
+        from bloodcount.services import process_slide
+
+        return process_slide(resources, slide_id, analyzer)
+
+    app.extensions["bloodcount"] = ApiService(resources, TaskQueue(settings, run_eagerly))
+    errors.init_app(app)
+    for module in (health, docs, batches, slides, reports):
+        app.register_blueprint(module.bp)
+    _register_web_pages(app)
+    return app
+
+
+def _register_web_pages(app: Flask) -> None:
+    """The web UI (api/web, another module's) when it is installed; the API works without it."""
+    try:
+        from api.web import bp as web_bp
+    except ImportError as exc:
+        log.info("web pages not available: %s", exc)
+        return
+    app.register_blueprint(web_bp)

@@ -70,19 +70,16 @@ class Batch(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     lab_id: Mapped[int] = mapped_column(ForeignKey("labs.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(20), default="queued")
     reference: Mapped[str | None] = mapped_column(String(200))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     # Hash of the request an idempotency key was first used with, to refuse a replay
     # of the same key with a different body.
     request_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Status, progress and totals are not stored here: they are derived from the slides
+    # on every read (one indexed aggregate), so they can never drift from them (rev. 0002).
     slide_count: Mapped[int] = mapped_column(Integer, default=0)
-    rbc_total: Mapped[int] = mapped_column(Integer, default=0)
-    wbc_total: Mapped[int] = mapped_column(Integer, default=0)
-    platelet_total: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     lab: Mapped[Lab] = relationship(back_populates="batches")
     slides: Mapped[list[Slide]] = relationship(
@@ -116,7 +113,13 @@ class Slide(Base):
     height: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="queued")
     error: Mapped[str | None] = mapped_column(Text)
+    # Deliveries that claimed the slide since it was last (re)queued by a person.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Times the reconciler re-sent the slide because it sat queued/processing too long.
+    requeues: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set by each claim; only the holder of the latest claim may write a result, so a
+    # redelivered message never doubles a slide's cells.
+    claim_token: Mapped[str | None] = mapped_column(String(36))
     rbc_count: Mapped[int | None] = mapped_column(Integer)
     wbc_count: Mapped[int | None] = mapped_column(Integer)
     platelet_count: Mapped[int | None] = mapped_column(Integer)

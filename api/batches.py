@@ -1,0 +1,141 @@
+"""/api/v1/batches: submit, poll, list, retry, reprocess."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify, request, url_for
+
+from api.auth import protected
+from api.context import enqueue, lab_id, resources
+from api.params import choice_param, datetime_param, page_request
+from api.responses import json_with_etag
+from bloodcount import services
+from bloodcount.db.models import BATCH_STATUSES
+
+bp = protected("batches")
+# Seconds a client should wait before polling a running batch again.
+POLL_AFTER = 2
+
+
+def batch_links(batch_id: str) -> dict[str, str]:
+    return {
+        "self": url_for("batches.get_batch", batch_id=batch_id),
+        "slides": url_for("batches.get_slides", batch_id=batch_id),
+        "report_csv": url_for("reports.batch_csv", batch_id=batch_id),
+        "report_json": url_for("reports.batch_json", batch_id=batch_id),
+    }
+
+
+def _accepted(submission: services.Submission, status: int = 202) -> Response:
+    body: dict[str, Any] = {
+        "id": submission.batch_id,
+        "slide_ids": submission.slide_ids,
+        "links": batch_links(submission.batch_id),
+    }
+    if submission.uploads:
+        body["uploads"] = submission.uploads
+        body["expires_at"] = submission.expires_at
+        body["links"]["submit"] = url_for("batches.submit_uploads", batch_id=submission.batch_id)
+    response = jsonify(body)
+    response.status_code = status
+    response.headers["Location"] = body["links"]["self"]
+    if not submission.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@bp.post("/batches")
+def create_batch():
+    """Multipart: images and zips, processed now. JSON: presigned upload URLs, submit later."""
+    key = request.headers.get("Idempotency-Key") or None
+    if request.mimetype == "multipart/form-data":
+        uploads = [(f.filename or f"file-{i + 1}", f.stream)
+                   for i, f in enumerate(request.files.getlist("files") + request.files.getlist("file"))]
+        settings = resources().settings
+        files = services.expand_uploads(uploads, settings.max_files_per_batch, settings.max_upload_bytes)
+        submission = services.submit_batch(
+            resources(), lab_id(), files, enqueue,
+            reference=request.form.get("reference") or None, idempotency_key=key,
+        )
+        return _accepted(submission)
+    if request.mimetype == "application/json":
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise services.InvalidRequest('the JSON body must be an object: {"files": [{"name": ...}], "reference": ...}')
+        submission = services.create_upload_batch(
+            resources(), lab_id(), body.get("files"), reference=body.get("reference"), idempotency_key=key
+        )
+        return _accepted(submission, 201)
+    raise services.InvalidRequest(
+        "send the slides as multipart/form-data (field 'files'), or a JSON list of file names "
+        "to get presigned upload URLs",
+        content_type=request.mimetype or None,
+    )
+
+
+@bp.post("/batches/<batch_id>/submit")
+def submit_uploads(batch_id: str):
+    """Queue a presigned-upload batch once its files are uploaded."""
+    return _accepted(services.submit_uploaded(resources(), lab_id(), batch_id, enqueue))
+
+
+@bp.get("/batches/<batch_id>")
+def get_batch(batch_id: str):
+    summary = services.batch_summary(resources(), lab_id(), batch_id)
+    summary["links"] = batch_links(batch_id)
+    response = json_with_etag(summary)
+    if summary["status"] in ("queued", "processing", "uploading"):
+        response.headers["Retry-After"] = str(POLL_AFTER)
+    return response
+
+
+@bp.get("/batches")
+def get_batches():
+    page = services.list_batches(
+        resources(), lab_id(), page_request(),
+        status=choice_param("status", BATCH_STATUSES),
+        reference=request.args.get("reference") or None,
+        created_from=datetime_param("from"),
+        created_to=datetime_param("to"),
+    )
+    return page_response(page, "batches.get_batches")
+
+
+@bp.get("/batches/<batch_id>/slides")
+def get_slides(batch_id: str):
+    page = services.list_slides(resources(), lab_id(), batch_id, page_request())
+    for item in page.items:
+        item["links"] = {"self": url_for("slides.get_slide", slide_id=item["id"])}
+    return page_response(page, "batches.get_slides", batch_id=batch_id)
+
+
+def page_response(page: services.Page, endpoint: str, **values: Any) -> Response:
+    args = {k: v for k, v in request.args.items() if k != "page"}
+    body = {
+        "items": page.items,
+        "page": page.page,
+        "per_page": page.per_page,
+        "total": page.total,
+        "next": url_for(endpoint, **values, **args, page=page.page + 1) if page.has_next else None,
+    }
+    return json_with_etag(body)
+
+
+@bp.post("/batches/<batch_id>/retry")
+def retry(batch_id: str):
+    ids = services.retry_failed(resources(), lab_id(), batch_id, enqueue)
+    return _requeued(batch_id, ids)
+
+
+@bp.post("/batches/<batch_id>/reprocess")
+def reprocess(batch_id: str):
+    ids = services.reprocess(resources(), lab_id(), batch_id, enqueue)
+    return _requeued(batch_id, ids)
+
+
+def _requeued(batch_id: str, ids: list[str]) -> Response:
+    response = jsonify({"id": batch_id, "slide_ids": ids, "links": batch_links(batch_id)})
+    response.status_code = 202
+    response.headers["Location"] = url_for("batches.get_batch", batch_id=batch_id)
+    return response

@@ -1,0 +1,263 @@
+"""Worker-side use cases: analyse one slide exactly once, fail it for good, reconcile.
+
+A slide is *claimed* (status processing, a fresh claim token) before it is analysed, and
+its result is written only if that claim is still the latest, in one transaction with its
+analysis and cells. So a redelivered message, a retry or a reconciler re-send can never
+double a slide's cells: the later claim wins and earlier ones discard their work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from bloodcount.db.models import Analysis, Cell, Slide
+from bloodcount.db.types import new_id, utcnow
+from bloodcount.resources import Resources
+from bloodcount.services.batches import Enqueue, overlay_key
+from bloodcount.services.errors import TransientError
+from bloodcount.storage import ObjectNotFound, StorageError
+
+log = logging.getLogger(__name__)
+
+ACTIVE = ("queued", "processing")
+_analyzers: dict[Any, Any] = {}
+
+
+def shared_analyzer(settings) -> Any:
+    """One Analyzer (and so one loaded model) per process and settings."""
+    analyzer = _analyzers.get(settings)
+    if analyzer is None:
+        from bloodcount.analysis import Analyzer
+
+        analyzer = _analyzers[settings] = Analyzer(settings)
+    return analyzer
+
+
+def max_attempts(settings) -> int:
+    """Deliveries a slide may take (first try plus retries) before it is failed for good."""
+    return settings.task_max_retries + 1
+
+
+@dataclass(frozen=True)
+class Claim:
+    token: str
+    attempts: int
+    object_key: str
+    filename: str
+    lab_id: int
+    batch_id: str
+    last_error: str | None
+
+
+def claim_slide(res: Resources, slide_id: str) -> Claim | None:
+    """Mark the slide processing under a new claim; None if it is not waiting for work."""
+    token, now = new_id(), utcnow()
+    with res.engine.begin() as connection:
+        row = connection.execute(
+            update(Slide)
+            .where(Slide.id == slide_id, Slide.status.in_(ACTIVE))
+            .values(status="processing", attempts=Slide.attempts + 1, claim_token=token,
+                    started_at=now, updated_at=now)
+            .returning(Slide.attempts, Slide.object_key, Slide.filename, Slide.lab_id,
+                       Slide.batch_id, Slide.error)
+        ).first()
+    if row is None:
+        return None
+    return Claim(token, row.attempts, row.object_key, row.filename, row.lab_id, row.batch_id, row.error)
+
+
+def process_slide(res: Resources, slide_id: str, analyzer: Any = None) -> str:
+    """Analyse one queued slide and store its result; returns what happened.
+
+    ``done``/``failed``: the result (or a permanent reason) was written. ``skipped``: the
+    slide was not waiting (already finished, or unknown). ``superseded``: a later claim
+    took the slide over while this one worked, so this result was discarded.
+    Raises TransientError when storage or the database is unreachable: retry later.
+    """
+    try:
+        claim = claim_slide(res, slide_id)
+    except (OperationalError, DBAPIError) as exc:
+        raise TransientError(f"database unavailable: {exc.__class__.__name__}") from exc
+    if claim is None:
+        log.info("slide %s is not waiting for work; nothing to do", slide_id)
+        return "skipped"
+    if claim.attempts > max_attempts(res.settings):
+        reason = f"gave up after {claim.attempts - 1} attempts"
+        if claim.last_error:
+            reason += f"; last error: {claim.last_error}"
+        return _finish_failed(res, slide_id, claim, reason)
+    try:
+        data = res.store.get(claim.object_key)
+    except ObjectNotFound:
+        return _finish_failed(res, slide_id, claim, "the uploaded image is missing from the object store; submit it again")
+    except StorageError as exc:
+        _note_error(res, slide_id, claim, f"object store unavailable: {exc}")
+        raise TransientError(str(exc)) from exc
+
+    started = time.perf_counter()
+    analyzer = analyzer or shared_analyzer(res.settings)
+    result = analyzer.analyze_bytes(data, claim.filename, overlay=True)
+    total_ms = (time.perf_counter() - started) * 1000
+    if result.status != "ok":
+        return _finish_failed(res, slide_id, claim, result.error or "the image could not be analysed")
+    key = overlay_key(claim.lab_id, claim.batch_id, slide_id)
+    try:
+        if result.overlay is not None:
+            res.store.put(key, result.overlay, "image/png")
+        return _finish_done(res, slide_id, claim, result, analyzer.model_info, key, total_ms)
+    except StorageError as exc:
+        _note_error(res, slide_id, claim, f"object store unavailable: {exc}")
+        raise TransientError(str(exc)) from exc
+    except (OperationalError, DBAPIError) as exc:
+        raise TransientError(f"database unavailable: {exc.__class__.__name__}") from exc
+
+
+def _owned(slide_id: str, claim: Claim):
+    return (Slide.id == slide_id, Slide.status == "processing", Slide.claim_token == claim.token)
+
+
+def _finish_done(res, slide_id, claim, result, model: dict, key: str, total_ms: float) -> str:
+    counts = result.counts
+    now = utcnow()
+    with res.sessions.begin() as session:
+        updated = session.execute(
+            update(Slide).where(*_owned(slide_id, claim)).values(
+                status="done", error=None, width=result.width, height=result.height,
+                rbc_count=counts["RBC"], wbc_count=counts["WBC"], platelet_count=counts["Platelets"],
+                model_name=model["name"], model_version=model["version"], model_sha256=model["sha256"],
+                overlay_key=key if result.overlay is not None else None,
+                decode_ms=result.timings.get("decode"), detect_ms=result.timings.get("find"),
+                classify_ms=result.timings.get("classify"), total_ms=total_ms,
+                finished_at=now, updated_at=now,
+            )
+        )
+        if updated.rowcount != 1:
+            session.rollback()
+            log.info("slide %s was claimed again meanwhile; result discarded", slide_id)
+            return "superseded"
+        session.execute(
+            update(Analysis).where(Analysis.slide_id == slide_id, Analysis.current.is_(True)).values(current=False)
+        )
+        analysis_id = session.execute(
+            insert(Analysis).values(
+                slide_id=slide_id, current=True, model_name=model["name"],
+                model_version=model["version"], model_sha256=model["sha256"],
+                rbc_count=counts["RBC"], wbc_count=counts["WBC"], platelet_count=counts["Platelets"],
+                total_ms=total_ms, created_at=now,
+            ).returning(Analysis.id)
+        ).scalar_one()
+        if result.cells:
+            # One multi-row INSERT for all cells: hundreds of rows per slide.
+            session.execute(insert(Cell), [_cell_row(analysis_id, c) for c in result.cells])
+    return "done"
+
+
+def _cell_row(analysis_id: int, cell: Any) -> dict[str, Any]:
+    x0, y0, x1, y1 = (int(round(v)) for v in cell.box)
+    p = cell.probabilities
+    return {
+        "analysis_id": analysis_id, "label": cell.label, "confidence": float(cell.confidence),
+        "p_rbc": float(p["RBC"]), "p_wbc": float(p["WBC"]), "p_platelets": float(p["Platelets"]),
+        "x0": x0, "y0": y0, "x1": x1, "y1": y1, "edge": bool(cell.edge), "review": bool(cell.review),
+    }
+
+
+def _failed_values(reason: str) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "status": "failed", "error": reason[:2000], "rbc_count": None, "wbc_count": None,
+        "platelet_count": None, "overlay_key": None, "finished_at": now, "updated_at": now,
+    }
+
+
+def _finish_failed(res: Resources, slide_id: str, claim: Claim, reason: str) -> str:
+    with res.sessions.begin() as session:
+        updated = session.execute(update(Slide).where(*_owned(slide_id, claim)).values(**_failed_values(reason)))
+        if updated.rowcount != 1:
+            session.rollback()
+            return "superseded"
+        _no_current(session, [slide_id])
+    log.info("slide %s failed: %s", slide_id, reason)
+    return "failed"
+
+
+def _no_current(session, slide_ids: Sequence[str]) -> None:
+    """A failed slide reports no counts, so none of its analyses is current."""
+    session.execute(
+        update(Analysis).where(Analysis.slide_id.in_(slide_ids), Analysis.current.is_(True)).values(current=False)
+    )
+
+
+def _note_error(res: Resources, slide_id: str, claim: Claim, reason: str) -> None:
+    """Remember a transient error, so a slide that finally gives up says why."""
+    try:
+        with res.engine.begin() as connection:
+            connection.execute(update(Slide).where(*_owned(slide_id, claim)).values(error=reason[:2000]))
+    except Exception:  # the database may be the thing that is down
+        log.warning("could not record the error of slide %s", slide_id, exc_info=True)
+
+
+def mark_failed(res: Resources, slide_id: str, reason: str) -> bool:
+    """Fail a slide for good (retries exhausted); False if it had already finished."""
+    with res.sessions.begin() as session:
+        updated = session.execute(
+            update(Slide).where(Slide.id == slide_id, Slide.status.in_(ACTIVE)).values(**_failed_values(reason))
+        )
+        if updated.rowcount:
+            _no_current(session, [slide_id])
+    return bool(updated.rowcount)
+
+
+@dataclass
+class Reconciliation:
+    requeued: list[str] = field(default_factory=list)
+    gave_up: list[str] = field(default_factory=list)
+
+
+def reconcile(res: Resources, enqueue: Enqueue, now: datetime | None = None, limit: int = 5000) -> Reconciliation:
+    """Re-send slides stuck queued/processing past ``stuck_after_seconds``; fail the hopeless.
+
+    A message the broker lost, or a worker that died holding one, leaves its slide in
+    queued/processing with an old ``updated_at``; this finds it by the (status,
+    updated_at) index. After ``task_max_retries`` re-sends it is failed with the reason.
+    """
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=res.settings.stuck_after_seconds)
+    outcome = Reconciliation()
+    with res.sessions.begin() as session:
+        rows = session.execute(
+            select(Slide.id, Slide.requeues, Slide.error)
+            .where(Slide.status.in_(ACTIVE), Slide.updated_at < cutoff)
+            .order_by(Slide.updated_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for row in rows:
+            if row.requeues >= res.settings.task_max_retries:
+                reason = f"lost {row.requeues + 1} times (no worker finished it within {res.settings.stuck_after_seconds} s)"
+                if row.error:
+                    reason += f"; last error: {row.error}"
+                outcome.gave_up.append(row.id)
+                session.execute(update(Slide).where(Slide.id == row.id).values(**_failed_values(reason)))
+            else:
+                outcome.requeued.append(row.id)
+        if outcome.gave_up:
+            _no_current(session, outcome.gave_up)
+        if outcome.requeued:
+            session.execute(
+                update(Slide).where(Slide.id.in_(outcome.requeued)).values(requeues=Slide.requeues + 1, updated_at=now)
+            )
+    if outcome.requeued:
+        enqueue(outcome.requeued)
+        log.warning("reconciler re-sent %d stuck slides", len(outcome.requeued))
+    if outcome.gave_up:
+        log.warning("reconciler gave up on %d slides", len(outcome.gave_up))
+    return outcome

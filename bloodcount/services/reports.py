@@ -1,0 +1,99 @@
+"""Count reports, read from the ``count_report`` view (the same rows labs' SQL tools see)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, column, func, select, table
+
+from bloodcount.db.types import UTCDateTime
+from bloodcount.resources import Resources
+from bloodcount.services.batches import batch_summary
+
+_TIMES = {"submitted_at", "finished_at"}
+VIEW = table(
+    "count_report",
+    *(column(name, UTCDateTime() if name in _TIMES else None) for name in (
+        "slide_id", "lab_id", "lab", "batch_id", "reference", "position", "file", "status",
+        "error", "rbc_count", "wbc_count", "platelet_count", "model_name", "model_version",
+        "model_sha256", "submitted_at", "finished_at",
+    )),
+)
+SLIDE_FIELDS = [
+    "batch_id", "reference", "slide_id", "position", "file", "status", "error", "RBC", "WBC",
+    "Platelets", "model_name", "model_version", "model_sha256", "finished_at",
+]
+BATCH_FIELDS = [
+    "batch_id", "reference", "submitted_at", "slides", "done", "failed", "RBC", "WBC", "Platelets",
+]
+
+
+def batch_report(res: Resources, lab_id: int, batch_id: str) -> dict[str, Any]:
+    """The batch's summary and one row per slide (raises NotFound for another lab's batch)."""
+    summary = batch_summary(res, lab_id, batch_id)
+    v = VIEW.c
+    query = (
+        select(
+            v.batch_id, v.reference, v.slide_id, v.position, v.file, v.status, v.error,
+            v.rbc_count.label("RBC"), v.wbc_count.label("WBC"), v.platelet_count.label("Platelets"),
+            v.model_name, v.model_version, v.model_sha256, v.finished_at,
+        )
+        .where(v.lab_id == lab_id, v.batch_id == batch_id)
+        .order_by(v.position)
+    )
+    with res.engine.connect() as connection:
+        rows = [dict(r._mapping) for r in connection.execute(query)]
+    for row in rows:
+        if row["status"] != "done":  # a slide being reprocessed still holds old figures
+            row["RBC"] = row["WBC"] = row["Platelets"] = None
+    return {"batch": summary, "slides": rows}
+
+
+def counts_report(
+    res: Resources, lab_id: int, submitted_from: datetime | None, submitted_to: datetime | None
+) -> dict[str, Any]:
+    """Per-batch totals of finished slides for batches submitted in [from, to), and the sum."""
+    v = VIEW.c
+    query = (
+        select(
+            v.batch_id, v.reference, v.submitted_at,
+            func.count().label("slides"),
+            func.sum(case((v.status == "done", 1), else_=0)).label("done"),
+            func.sum(case((v.status == "failed", 1), else_=0)).label("failed"),
+            _sum_if_done(v.rbc_count).label("RBC"),
+            _sum_if_done(v.wbc_count).label("WBC"),
+            _sum_if_done(v.platelet_count).label("Platelets"),
+        )
+        .where(v.lab_id == lab_id)
+        .group_by(v.batch_id, v.reference, v.submitted_at)
+        .order_by(v.submitted_at, v.batch_id)
+    )
+    if submitted_from is not None:
+        query = query.where(v.submitted_at >= submitted_from)
+    if submitted_to is not None:
+        query = query.where(v.submitted_at < submitted_to)
+    with res.engine.connect() as connection:
+        rows = [dict(r._mapping) for r in connection.execute(query)]
+    for row in rows:
+        for key in ("slides", "done", "failed", "RBC", "WBC", "Platelets"):
+            row[key] = int(row[key] or 0)
+    totals = {k: sum(r[k] for r in rows) for k in ("slides", "done", "failed", "RBC", "WBC", "Platelets")}
+    return {"from": submitted_from, "to": submitted_to, "batches": rows, "totals": {"batches": len(rows), **totals}}
+
+
+def _sum_if_done(col):
+    return func.coalesce(func.sum(case((VIEW.c.status == "done", col), else_=0)), 0)
+
+
+def to_csv(rows: Iterable[dict[str, Any]], fields: list[str]) -> str:
+    """CSV text with a header row; datetimes in ISO 8601, missing values empty."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()})
+    return out.getvalue()

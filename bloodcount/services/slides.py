@@ -1,0 +1,91 @@
+"""One slide in full: its current counts and cells, every earlier analysis, its images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from bloodcount.db.models import Analysis, Cell, Slide
+from bloodcount.resources import Resources
+from bloodcount.services.batches import slide_item
+from bloodcount.services.errors import NotFound
+
+
+def _owned_slide(session, lab_id: int, slide_id: str) -> Slide:
+    slide = session.scalar(select(Slide).where(Slide.id == slide_id, Slide.lab_id == lab_id))
+    if slide is None:
+        raise NotFound(f"no slide {slide_id!r} in your lab")
+    return slide
+
+
+def cell_item(cell: Cell) -> dict[str, Any]:
+    """A stored cell in the shape of the analysis contract."""
+    return {
+        "label": cell.label,
+        "confidence": cell.confidence,
+        "box": [cell.x0, cell.y0, cell.x1, cell.y1],
+        "probabilities": {"RBC": cell.p_rbc, "WBC": cell.p_wbc, "Platelets": cell.p_platelets},
+        "edge": cell.edge,
+        "review": cell.review,
+    }
+
+
+def slide_detail(res: Resources, lab_id: int, slide_id: str) -> dict[str, Any]:
+    """Counts, cells, model provenance, timings and the history of analyses of a slide."""
+    with res.sessions() as session:
+        slide = _owned_slide(session, lab_id, slide_id)
+        analyses = list(
+            session.scalars(
+                select(Analysis).where(Analysis.slide_id == slide_id).order_by(Analysis.id)
+            )
+        )
+        current = next((a for a in analyses if a.current), None)
+        cells = []
+        if current is not None and slide.status == "done":
+            cells = [
+                cell_item(c)
+                for c in session.scalars(
+                    select(Cell).where(Cell.analysis_id == current.id).order_by(Cell.id)
+                )
+            ]
+        detail = slide_item(slide)
+        detail.update({
+            "content_type": slide.content_type,
+            "sha256": slide.sha256,
+            "size_bytes": slide.size_bytes,
+            "created_at": slide.created_at,
+            "started_at": slide.started_at,
+            "model": {
+                "name": slide.model_name, "version": slide.model_version, "sha256": slide.model_sha256
+            } if slide.model_name else None,
+            "timings_ms": {
+                "decode": slide.decode_ms, "detect": slide.detect_ms,
+                "classify": slide.classify_ms, "total": slide.total_ms,
+            } if slide.total_ms is not None else None,
+            "has_overlay": bool(slide.overlay_key) and slide.status == "done",
+            "cells": cells,
+            "analyses": [
+                {
+                    "id": a.id, "current": a.current, "created_at": a.created_at,
+                    "model": {"name": a.model_name, "version": a.model_version, "sha256": a.model_sha256},
+                    "counts": {"RBC": a.rbc_count, "WBC": a.wbc_count, "Platelets": a.platelet_count},
+                }
+                for a in analyses
+            ],
+        })
+    return detail
+
+
+def slide_object(res: Resources, lab_id: int, slide_id: str, which: str) -> tuple[str, str]:
+    """(object key, content type) of a slide's original ``image`` or its ``overlay``."""
+    with res.sessions() as session:
+        slide = _owned_slide(session, lab_id, slide_id)
+        if which == "image":
+            return slide.object_key, slide.content_type or "application/octet-stream"
+        if not slide.overlay_key or slide.status != "done":
+            raise NotFound(
+                f"slide {slide_id!r} has no overlay yet (status {slide.status}); "
+                "it is drawn when the slide is analysed"
+            )
+        return slide.overlay_key, "image/png"

@@ -1,0 +1,81 @@
+"""A batch's status, progress and totals, derived from its slides' statuses on every read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Integer, case, func, select
+from sqlalchemy.sql import ColumnElement
+
+from bloodcount.db.models import Slide
+
+TERMINAL = ("done", "failed")
+
+
+def derive_status(counts: Mapping[str, int]) -> str:
+    """Batch status from how many of its slides are in each slide status."""
+    total = sum(counts.values())
+    done, failed = counts.get("done", 0), counts.get("failed", 0)
+    if counts.get("uploading", 0):
+        return "uploading"
+    if done + failed < total:
+        return "processing" if counts.get("processing", 0) or done + failed else "queued"
+    if failed == 0:
+        return "done"
+    return "failed" if done == 0 else "done_with_errors"
+
+
+def _count(status: str) -> ColumnElement[int]:
+    return func.sum(case((Slide.status == status, 1), else_=0)).cast(Integer)
+
+
+def _done_sum(column) -> ColumnElement[int]:
+    # Only finished slides count; one queued for reprocessing still holds old figures.
+    return func.coalesce(func.sum(case((Slide.status == "done", column), else_=0)), 0)
+
+
+def progress_columns() -> list[ColumnElement]:
+    """Aggregates over slides, one row per batch: fed to :func:`summary_from_row`."""
+    return [
+        func.count().label("total"),
+        _count("uploading").label("uploading"),
+        _count("queued").label("queued"),
+        _count("processing").label("processing"),
+        _count("done").label("done"),
+        _count("failed").label("failed"),
+        _done_sum(Slide.rbc_count).label("rbc"),
+        _done_sum(Slide.wbc_count).label("wbc"),
+        _done_sum(Slide.platelet_count).label("platelets"),
+        func.max(Slide.finished_at).label("last_finished"),
+    ]
+
+
+def status_expression(agg) -> ColumnElement[str]:
+    """SQL twin of :func:`derive_status` over a subquery of :func:`progress_columns`."""
+    finished = agg.c.done + agg.c.failed
+    return case(
+        (agg.c.uploading > 0, "uploading"),
+        (finished < agg.c.total, case(((agg.c.processing > 0) | (finished > 0), "processing"), else_="queued")),
+        (agg.c.failed == 0, "done"),
+        (agg.c.done == 0, "failed"),
+        else_="done_with_errors",
+    )
+
+
+def progress_query(batch_ids_filter) -> Any:
+    return select(Slide.batch_id, *progress_columns()).where(batch_ids_filter).group_by(Slide.batch_id)
+
+
+def summary_from_row(row: Any) -> dict[str, Any]:
+    """status, progress, totals and finished_at of a batch from its aggregate row."""
+    counts = {s: int(getattr(row, s) or 0) for s in ("uploading", "queued", "processing", "done", "failed")}
+    status = derive_status(counts)
+    finished: datetime | None = row.last_finished if status in ("done", "failed", "done_with_errors") else None
+    return {
+        "status": status,
+        "progress": {"total": int(row.total), **counts},
+        "totals": {"RBC": int(row.rbc), "WBC": int(row.wbc), "Platelets": int(row.platelets)},
+        "finished_at": finished,
+    }
