@@ -1,0 +1,179 @@
+"""A lab technician's session in a real browser against the running service: sign in,
+submit real slides, watch the batch finish, read the counts, retry a failed slide, open a
+slide, select a cell, see its probabilities, download the CSV report, sign out."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.data]
+
+CLASSES = ("RBC", "WBC", "Platelets")
+FINISH_TIMEOUT_MS = 300_000  # two slides on a shared 2-CPU machine, model load included
+
+
+@pytest.fixture()
+def slides(data_dir, tmp_path):
+    """Two real BCCD smears, one truncated JPEG (fails in the worker) and a text file
+    (refused by the page before upload)."""
+    real = sorted((data_dir / "bccd" / "JPEGImages").glob("*.jpg"))[:2]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(real[0].read_bytes()[:1500])
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a slide")
+    return real, broken, notes
+
+
+def _watch(page, requests: list[str], problems: list[str]) -> None:
+    def console(message) -> None:
+        # Chromium logs every 4xx answer; the refused key on the sign-in page is expected.
+        if message.type == "error" and "status of 401" not in message.text:
+            problems.append(f"console {message.type}: {message.text}")
+
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("console", console)
+
+
+def _numbers(page, selector: str) -> list[int]:
+    return [int(t) for t in page.locator(selector).all_inner_texts()]
+
+
+def test_technician_journey(service, browser_context, slides, screenshot):
+    real, broken, notes = slides
+    page = browser_context.new_page()
+    requests: list[str] = []
+    problems: list[str] = []
+    _watch(page, requests, problems)
+    base = service.base_url
+
+    # Signed out: any page sends us to sign in; a wrong key is refused with a message.
+    page.goto(base + "/batches")
+    page.wait_for_url(re.compile(r"/signin$"))
+    page.get_by_label("Lab API key").fill("bc_not-a-real-key")
+    page.get_by_role("button", name="Sign in").click()
+    error = page.locator("#api-key-error")
+    error.wait_for(state="visible")
+    assert "not accepted" in error.inner_text()
+    screenshot(page, "signin")
+
+    page.get_by_label("Lab API key").fill(service.api_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/batches$"))
+    page.get_by_text("No batches yet").wait_for()
+
+    # Submit: the text file is refused on the page; the three images go up.
+    nav = page.get_by_role("navigation", name="Main")
+    nav.get_by_role("link", name="Submit").click()
+    page.get_by_label("Client reference").fill("E2E-001")
+    page.locator("#files").set_input_files([*map(str, real), str(broken), str(notes)])
+    assert page.locator("#selected-list li").count() == 3
+    rejected = page.locator("#rejected-list li")
+    assert rejected.count() == 1 and "notes.txt" in rejected.inner_text()
+    assert "only JPEG, PNG, TIFF, BMP and zip" in rejected.inner_text()
+    screenshot(page, "submit")
+    page.get_by_role("button", name=re.compile(r"^Submit 3 files")).click()
+    page.wait_for_url(re.compile(r"/batches/[\w-]+$"))
+    assert "3 slides queued" in page.locator("#messages").inner_text()
+    assert page.locator("#batch-reference").inner_text() == "E2E-001"
+
+    # Watch it finish: the page polls; two slides are counted and the broken one fails.
+    page.locator("#batch-status").filter(has_text="done with errors").wait_for(
+        timeout=FINISH_TIMEOUT_MS
+    )
+    page.locator("#slides-body tr").nth(2).wait_for()
+    assert page.locator("#progress-text").inner_text().startswith("3 of 3 slides finished")
+    rows = page.locator("#slides-body tr")
+    table = {}
+    for i in range(rows.count()):
+        cells = rows.nth(i).locator("td").all_inner_texts()
+        table[cells[0]] = cells
+    assert table[real[0].name][1] == "done" and table[real[1].name][1] == "done"
+    assert table["broken.jpg"][1] == "failed" and table["broken.jpg"][5]
+    for image in real:
+        assert int(table[image.name][2]) > 0, "every real smear has red cells"
+    totals = _numbers(page, "#totals dd")
+    for k, _name in enumerate(CLASSES):
+        assert totals[k] == sum(int(table[i.name][2 + k]) for i in real)
+    assert page.locator("#counts-chart svg rect").count() == 2 * len(CLASSES)
+    failed = page.locator("#failed")
+    assert failed.is_visible() and "broken.jpg" in failed.inner_text()
+    screenshot(page, "batch")
+
+    # Retry the failed slide: it is queued again and, still truncated, fails again.
+    page.get_by_role("button", name="Retry failed slides").click()
+    page.locator("#messages").filter(has_text="queued again").wait_for()
+    page.locator("#batch-status").filter(has_text="done with errors").wait_for(
+        timeout=FINISH_TIMEOUT_MS
+    )
+
+    # The CSV report, fetched with the key and saved under the server's file name.
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download CSV").click()
+    report = download_info.value
+    assert report.suggested_filename.endswith(".csv")
+    report_rows = list(csv.DictReader(io.StringIO(open(report.path()).read())))
+    assert len(report_rows) == 3
+    by_file = {r["file"]: r for r in report_rows}
+    for image in real:
+        for k, name in enumerate(CLASSES):
+            assert int(by_file[image.name][name]) == int(table[image.name][2 + k])
+    assert by_file["broken.jpg"]["status"] == "failed" and by_file["broken.jpg"]["error"]
+
+    # The batches list shows it, newest first, with its totals.
+    nav.get_by_role("link", name="Batches").click()
+    first = page.locator("#batches-body tr").first
+    first.get_by_role("link", name="E2E-001").wait_for()
+    assert "done with errors" in first.inner_text()
+    assert _numbers(page, "#batches-body tr:first-child td.num") == totals
+    screenshot(page, "batches")
+
+    # A slide: every cell drawn; class toggles; a selected cell shows crop and chart.
+    first.get_by_role("link", name="E2E-001").click()
+    page.get_by_role("link", name=real[0].name).click()
+    page.wait_for_url(re.compile(r"/slides/[\w-]+$"))
+    page.locator("#figure svg image").wait_for()
+    counts = dict(zip(CLASSES, _numbers(page, "#slide-counts dd")[:3], strict=True))
+    assert page.locator("rect.cell-box").count() == sum(counts.values())
+    assert counts["RBC"] == int(table[real[0].name][2])
+    for name in CLASSES:
+        assert page.locator(f"g.class-{name} rect.cell-box").count() == counts[name]
+    total = sum(counts.values())
+    page.get_by_label("RBC", exact=True).uncheck()
+    assert page.locator("rect.cell-box:visible").count() == total - counts["RBC"]
+    page.get_by_label("RBC", exact=True).check()
+    assert page.locator("rect.cell-box:visible").count() == total
+
+    cell = page.locator("g.class-RBC rect.cell-box").first
+    cell.focus()
+    page.keyboard.press("Enter")  # keyboard selection works as a click does
+    assert cell.get_attribute("aria-pressed") == "true"
+    bars = page.locator("#cell-chart svg rect")
+    assert bars.count() == len(CLASSES)
+    label = page.locator("#cell-chart svg").get_attribute("aria-label")
+    probabilities = [float(p) for p in re.findall(r"([\d.]+)%", label)]
+    assert len(probabilities) == 3 and abs(sum(probabilities) - 100) < 1.0
+    assert page.locator("#cell-facts").inner_text().startswith("Class\nRBC")
+    smallest = page.locator("rect.cell-box").last  # drawn last, so on top: clickable
+    smallest.click()
+    assert smallest.get_attribute("aria-pressed") == "true"
+    assert cell.get_attribute("aria-pressed") == "false"
+    assert page.locator("#slide-model dd").first.inner_text() not in ("", "–")
+    screenshot(page, "slide")
+
+    # Sign out: the key is gone from the tab, and the pages ask for it again.
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/signin$"))
+    assert page.evaluate("sessionStorage.length") == 0
+    page.goto(base + "/batches")
+    page.wait_for_url(re.compile(r"/signin$"))
+
+    # The key never travelled in a URL nor reached the service's logs; no script errors
+    # (a Content-Security-Policy violation would show up as one).
+    assert not [u for u in requests if service.api_key in u]
+    assert service.api_key not in service.log_text()
+    assert problems == []
