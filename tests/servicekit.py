@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from bloodcount.config import load_settings
 from bloodcount.db import migrate
@@ -159,9 +158,10 @@ class ApiEnv:
         self.resources.close()
 
 
-@pytest.fixture
-def api_env(tmp_path):
-    """An ApiEnv for one test (import this fixture into a test module to use it)."""
-    env = ApiEnv(tmp_path)
-    yield env
-    env.close()
+def open_api_env(tmp_path: Path, **overrides):
+    """Yield an ApiEnv and close it after: the body of a test module's fixture."""
+    env = ApiEnv(tmp_path, **overrides)
+    try:
+        yield env
+    finally:
+        env.close()

@@ -8,7 +8,12 @@ import pytest
 from sqlalchemy import func, select
 
 from bloodcount.db.models import Analysis, Batch, Cell, Slide
-from tests.servicekit import ApiEnv, api_env, smear_bytes, zip_of  # noqa: F401
+from tests.servicekit import ApiEnv, open_api_env, smear_bytes, zip_of
+
+
+@pytest.fixture
+def api_env(tmp_path):
+    yield from open_api_env(tmp_path)
 
 SLIDES = {"a.jpg": smear_bytes(1), "b.png": smear_bytes(2, ".png")}
 
