@@ -51,7 +51,8 @@ def register(subparsers) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.train import install, resolve_profile, run
+    from training.install import install
+    from training.train import resolve_profile, run
 
     profile = resolve_profile(args.profile, args.input_size, args.epochs)
     output = args.output or Path("var/models") / f"{profile.name}-{profile.input_size}"

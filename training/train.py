@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 MODEL_NAME = "bloodcount-mobilenetv2"
 MODEL_VERSION = "1.0.0"
-INSTALL_DIR = REPO / "bloodcount" / "models" / "default"
 
 
 @dataclass(frozen=True)
@@ -49,12 +48,12 @@ class Profile:
     augment: AugmentConfig = DEFAULT
     phase1_epochs: int = 25
     phase1_views: int = 2  # augmented views of each crop whose frozen features are cached
-    phase2_epochs: int = 8
+    phase2_epochs: int = 12
     batch_size: int = 32
     lr1: float = 1e-3
     lr2: float = 1e-4
     rbc_per_epoch: int | None = 4000  # RBC crops drawn per epoch; other classes all used
-    patience: int = 3
+    patience: int = 4
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -65,8 +64,9 @@ class Profile:
 PROFILES = {
     # The study: 224 px, 3 classes, its augmentation, batch 32, Adam 1e-3 then 1e-4.
     "seed": Profile("seed", 224, background=False, jitter_copies=0, augment=STUDY,
-                    phase1_views=1, phase1_epochs=25, phase2_epochs=3, rbc_per_epoch=None,
-                    notes=["phase 2 capped at 3 epochs: 224 px fine-tuning on 2 CPU cores"]),
+                    phase1_views=1, phase1_epochs=25, phase2_epochs=3, rbc_per_epoch=3000,
+                    notes=["seed profile shortened for 2 CPU cores: phase 2 capped at 3 epochs "
+                           "and 3000 RBC crops drawn per epoch (all WBC and platelets)"]),
     "default": Profile("default", 96),
 }
 
@@ -132,7 +132,8 @@ def _callbacks(checkpoint: Path, patience: int, monitor: str = "val_loss") -> li
         keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=monitor, save_best_only=True,
                                         save_weights_only=True),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3, patience=1, min_lr=1e-6),
+        # Halve, not cut by 3, after 2 flat epochs: the first run starved phase 2 of steps.
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2, min_lr=1e-6),
     ]
 
 
@@ -158,8 +159,11 @@ def fit(profile: Profile, crops: dict[str, CropSet], weights_path: Path | None, 
     for view in range(profile.phase1_views):
         idx = np.sort(epoch_indices(train.y, profile.rbc_per_epoch and 2 * profile.rbc_per_epoch,
                                     0, rng))
-        xa = augment_batch(train.x[idx], profile.augment, rng)
-        feats.append(features.predict(xa, batch_size=128, verbose=0))
+        # In chunks: a float32 copy of every 224 px crop at once would take gigabytes.
+        feats.append(np.concatenate([
+            features.predict(augment_batch(train.x[chunk], profile.augment, rng),
+                             batch_size=128, verbose=0)
+            for chunk in np.array_split(idx, max(1, len(idx) // 2048))]))
         labels.append(train.y[idx])
         log.info("phase 1: cached frozen features of view %d/%d (%d crops, %.0f s)",
                  view + 1, profile.phase1_views, len(idx), time.time() - t0)
@@ -259,13 +263,19 @@ def write_card(out_dir: Path, card: dict[str, Any]) -> None:
     lines += ["", f"All classes incl. background: accuracy {full['accuracy']:.4f}, "
               f"macro F1 {full['macro_f1']:.4f} ({full['errors']} errors / {full['n']}).", ""]
     if card.get("profiles_table"):
-        lines += ["## Profiles measured", "", "| profile | input | alpha | accuracy (3 cells) | "
-                  "macro F1 | train s | note |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += ["## Profiles measured (test split, 3 cell classes)", "",
+                  "| profile | input | alpha | classes | accuracy | macro F1 | F1 RBC / WBC / PLT "
+                  "| accuracy, background included | train s | note |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for row in card["profiles_table"]:
+            f1 = " / ".join(f"{v:.4f}" for v in row["per_class_f1"].values())
+            inc = row.get("accuracy_background_included")
             lines.append(f"| {row['profile']} | {row['input_size']} | {row['alpha']} | "
-                         f"{row['accuracy']} | {row['macro_f1']} | {row['train_seconds']} | "
+                         f"{row['classes']} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} | {f1} "
+                         f"| {'n/a' if inc is None else f'{inc:.4f}'} | {row['train_seconds']} | "
                          f"{row.get('note', '')} |")
-        lines.append("")
+        lines += ["", "Commands: " + "; ".join(f"`{r['command']}`" for r in card["profiles_table"]),
+                  ""]
     lines += ["## Data", "", "```", json.dumps(card["data"], indent=1), "```", "",
               "## Limits", ""] + [f"- {x}" for x in card.get("limits", [])]
     (out_dir / "card.md").write_text("\n".join(lines) + "\n")
@@ -363,19 +373,3 @@ def _machine() -> str:
     import platform
 
     return f"{platform.machine()} {os.cpu_count()} CPU cores, {platform.system()}"
-
-
-INSTALL_FILES = ("model.tflite", "model.keras", "card.json", "card.md", "confusion_matrix.png",
-                 "confusion_matrix.json", "training_curves.png", "classification_report.txt")
-
-
-def install(model_dir: Path, target: Path = INSTALL_DIR) -> Path:
-    """Copy a trained model folder into ``bloodcount/models/default`` (the shipped model)."""
-    target.mkdir(parents=True, exist_ok=True)
-    for name in INSTALL_FILES:
-        src = Path(model_dir) / name
-        if name == "model.keras" and src.is_file() and src.stat().st_size > 10_000_000:
-            continue  # keep the repository lean; the .tflite is what the service runs
-        if src.is_file():
-            shutil.copy2(src, target / name)
-    return target

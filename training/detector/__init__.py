@@ -1,0 +1,1 @@
+"""The dense cell detector: CenterNet-style heads on the MobileNetV2 backbone (data, model, train, export)."""

@@ -1,0 +1,132 @@
+"""Training data for the dense detector: TXL-PBC slides at the canonical cell scale, augmented.
+
+Only TXL-PBC labels are used (txl-bccd, txl-pbc, txl-raabin): they box every visible cell.
+BCCD/CBC label about half the red cells and would teach the detector to ignore the rest.
+Each slide is brought to the canonical scale with the serving code's own first stage
+(:func:`bloodcount.vision.canonical.to_canonical`), then cropped, flipped, rotated, scaled
+and colour-jittered; targets are CenterNet's: Gaussian centre heatmaps per class, box
+size and sub-cell centre offset at the centres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bloodcount.vision import CLASSES
+from bloodcount.vision.canonical import plasma_colour, resize, scale_factor
+from bloodcount.vision.proposals import estimate_cell_radius
+from training.datasets import COMPLETE_SOURCES, default_data_dir, file_sha256, read_labels
+from training.split import load_split
+
+STRIDE = 4
+SIZE_UNIT = 16.0  # box sides are regressed in units of 16 canonical px (~2 for a red cell)
+# A crop that cuts a cell keeps it (TXL boxes border-cut cells) if this much of it shows.
+MIN_VISIBLE = 0.3
+GAUSSIAN_ALPHA = 0.54  # TTFNet's elliptical Gaussian: sigma = alpha * side / 6
+
+
+@dataclass
+class Slide:
+    """One training slide at the canonical scale: image, boxes (N x 4), class ids, glass colour."""
+
+    name: str
+    source: str
+    image: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+    colour: tuple[int, int, int]
+
+
+def txl_records(side: str, data_dir: Path | None = None, split_path: Path | None = None):
+    """TXL-PBC records (complete labels) on ``side`` of the split manifest."""
+    txl = Path(data_dir or default_data_dir()) / "txl-pbc" / "train"
+    wanted = {e["sha256"] for e in load_split(split_path)["images"] if e["side"] == side}
+    records = read_labels("yolo", txl / "labels", txl / "images")
+    return [r for r in records if r.source in COMPLETE_SOURCES and file_sha256(r.image_path) in wanted]
+
+
+def load_slide(record) -> Slide:
+    """Decode a record and bring it (and its boxes) to the canonical scale."""
+    image = cv2.cvtColor(cv2.imread(str(record.image_path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    factor = scale_factor(estimate_cell_radius(image))
+    small = resize(image, factor)
+    boxes = np.array([b.xyxy for b in record.boxes], np.float32).reshape(-1, 4) * factor
+    labels = np.array([CLASSES.index(b.label) for b in record.boxes], np.int64)
+    return Slide(record.image_path.name, record.source, small, boxes, labels, plasma_colour(small))
+
+
+def _colour_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Stain and illumination differences between labs: hue, saturation, brightness, gains."""
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + rng.uniform(-10, 10)) % 180
+    hsv[..., 1] *= rng.uniform(0.7, 1.3)
+    hsv[..., 2] *= rng.uniform(0.8, 1.15)
+    rgb = cv2.cvtColor(np.clip(hsv, 0, [179, 255, 255]).astype(np.uint8), cv2.COLOR_HSV2RGB)
+    gains = rng.uniform(0.9, 1.1, size=3).astype(np.float32)
+    contrast = rng.uniform(0.85, 1.15)
+    out = (rgb.astype(np.float32) - 128) * contrast + 128
+    return np.clip(out * gains, 0, 255).astype(np.uint8)
+
+
+def augment(slide: Slide, crop: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random ``crop`` x ``crop`` view: scale jitter, crop (pad with glass), flips, rot90, colour."""
+    s = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+    image = resize(slide.image, s)
+    boxes = slide.boxes * s
+    h, w = image.shape[:2]
+    canvas = np.empty((max(h, crop), max(w, crop), 3), np.uint8)
+    canvas[:] = slide.colour
+    # Place a small image anywhere in the canvas, so padding is seen on every side.
+    oy, ox = rng.integers(0, canvas.shape[0] - h + 1), rng.integers(0, canvas.shape[1] - w + 1)
+    canvas[oy : oy + h, ox : ox + w] = image
+    y0, x0 = rng.integers(0, canvas.shape[0] - crop + 1), rng.integers(0, canvas.shape[1] - crop + 1)
+    view = canvas[y0 : y0 + crop, x0 : x0 + crop]
+    boxes = boxes + np.array([ox - x0, oy - y0, ox - x0, oy - y0], np.float32)
+    clipped = np.clip(boxes, 0, crop)
+    area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+    visible = np.prod(np.clip(clipped[:, 2:] - clipped[:, :2], 0, None), axis=1)
+    keep = (visible >= MIN_VISIBLE * np.maximum(area, 1e-6)) & (np.min(clipped[:, 2:] - clipped[:, :2], axis=1) >= 2)
+    boxes, labels = clipped[keep], slide.labels[keep]
+    if rng.random() < 0.5:
+        view = view[:, ::-1]
+        boxes = np.stack([crop - boxes[:, 2], boxes[:, 1], crop - boxes[:, 0], boxes[:, 3]], axis=1)
+    for _ in range(int(rng.integers(0, 4))):
+        # 90 degrees counter-clockwise: (x, y) -> (y, crop - x).
+        view = np.rot90(view)
+        boxes = np.stack([boxes[:, 1], crop - boxes[:, 2], boxes[:, 3], crop - boxes[:, 0]], axis=1)
+    view = _colour_jitter(np.ascontiguousarray(view), rng)
+    return view, boxes.reshape(-1, 4), labels
+
+
+def targets(boxes: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Heatmap (S x S x 3), regression (S x S x 4: w, h, dx, dy) and centre mask (S x S), S = size / 4."""
+    s = size // STRIDE
+    heat = np.zeros((s, s, len(CLASSES)), np.float32)
+    reg = np.zeros((s, s, 4), np.float32)
+    mask = np.zeros((s, s), np.float32)
+    ys, xs = np.mgrid[0:s, 0:s].astype(np.float32)
+    for (x0, y0, x1, y1), label in zip(boxes, labels, strict=True):
+        cx, cy = (x0 + x1) / 2 / STRIDE, (y0 + y1) / 2 / STRIDE
+        ix, iy = min(int(cx), s - 1), min(int(cy), s - 1)
+        sx = max(0.5, GAUSSIAN_ALPHA * (x1 - x0) / STRIDE / 6)
+        sy = max(0.5, GAUSSIAN_ALPHA * (y1 - y0) / STRIDE / 6)
+        g = np.exp(-((xs - ix) ** 2) / (2 * sx**2) - ((ys - iy) ** 2) / (2 * sy**2))
+        np.maximum(heat[..., label], g, out=heat[..., label])
+        reg[iy, ix] = ((x1 - x0) / SIZE_UNIT, (y1 - y0) / SIZE_UNIT, cx - ix, cy - iy)
+        mask[iy, ix] = 1.0
+    return heat, reg, mask
+
+
+def batches(slides: list[Slide], batch: int, crop: int, seed: int):
+    """Endless (images, heat, reg, mask) batches of augmented crops, slides drawn at random."""
+    rng = np.random.default_rng(seed)
+    while True:
+        idx = rng.integers(0, len(slides), size=batch)
+        out = [augment(slides[i], crop, rng) for i in idx]
+        tg = [targets(b, lab, crop) for _, b, lab in out]
+        yield (np.stack([o[0] for o in out]).astype(np.float32), np.stack([t[0] for t in tg]),
+               np.stack([t[1] for t in tg]), np.stack([t[2] for t in tg]))
