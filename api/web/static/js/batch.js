@@ -110,8 +110,12 @@ async function poll() {
 async function retry() {
   retryButton.disabled = true;
   try {
-    await apiFetch(`/batches/${encodeURIComponent(batchId)}/retry`, { method: "POST" });
-    showMessage("The failed slides are queued again.", "ok");
+    const response = await apiFetch(`/batches/${encodeURIComponent(batchId)}/retry`, { method: "POST" });
+    const count = (await response.json()).slide_ids?.length ?? 0;
+    showMessage(
+      count ? `${count} failed slide${count === 1 ? " is" : "s are"} queued again.` : "There was no failed slide to retry.",
+      "ok",
+    );
     etag = null;
     shownState = null;
     poll();

@@ -51,7 +51,8 @@ async function load() {
   body.append(...items.map(row));
   prev.disabled = page <= 1;
   next.disabled = !hasNextPage(data, page, items.length, PER_PAGE);
-  info.textContent = typeof data.total === "number" ? `Page ${page} · ${data.total} batches` : `Page ${page}`;
+  const total = typeof data.total === "number" ? ` · ${data.total} batch${data.total === 1 ? "" : "es"}` : "";
+  info.textContent = `Page ${page}${total}`;
   if (items.some((b) => RUNNING.has(b.status))) timer = setTimeout(load, 5000);
 }
 

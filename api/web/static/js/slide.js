@@ -140,6 +140,18 @@ function renderSide(slide) {
   ]);
 }
 
+/** The breadcrumb names the slide's batch by its reference (a second, small request). */
+async function showBatchLink(batchId) {
+  const link = document.getElementById("batch-link");
+  link.href = urls.batch(batchId);
+  try {
+    const batch = await apiJson(`/batches/${encodeURIComponent(batchId)}`);
+    link.textContent = `Batch ${batch.reference || batchId.slice(0, 8)}`;
+  } catch {
+    // The link still works; only its label stays generic.
+  }
+}
+
 async function load() {
   let slide;
   try {
@@ -152,7 +164,7 @@ async function load() {
   document.getElementById("slide-title").textContent = slideName(slide);
   document.title = `${slideName(slide)} · bloodcount`;
   setStatus(document.getElementById("slide-status"), slide.status);
-  if (slide.batch_id) document.getElementById("batch-link").href = urls.batch(slide.batch_id);
+  if (slide.batch_id) showBatchLink(slide.batch_id);
   if (slide.error) showMessage(`This slide could not be analysed: ${slide.error}`, "error");
   renderSide(slide);
   try {
