@@ -1,0 +1,98 @@
+"""Fault: a worker SIGKILLed at random moments in the middle of batches.
+
+Every slide must end ``done`` with exactly the counts and cells of one Analyzer run on the
+same bytes: none lost (the reconciler re-sends what died with the worker), none counted
+twice (claim tokens discard a superseded run). Default 3 kills; BLOODCOUNT_FAULT_ROUNDS=10
+for the full run recorded in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import pytest
+
+from tests.conftest import skip_or_fail
+from tests.support.servers import RedisServer, wait_for
+from tests.support.stack import Stack, create_schema, drop_schema, fault_rounds, smear_set
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def redis_copy():
+    try:
+        server = RedisServer()
+        server.start()
+    except FileNotFoundError as exc:
+        skip_or_fail(str(exc), service=True)
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def stack(postgres_url, redis_copy, tmp_path):
+    schema, url = create_schema(postgres_url)
+    env = {
+        "BLOODCOUNT_DATABASE_URL": url,
+        "BLOODCOUNT_BROKER_URL": redis_copy.url,
+        "BLOODCOUNT_STORAGE_URL": f"file://{tmp_path}/objects",
+        "BLOODCOUNT_BROKER_FOLDER": str(tmp_path / "broker"),
+        # Quick to notice a slide that died with its worker; many re-sends allowed, since
+        # this test kills the worker far more often than production ever would.
+        "BLOODCOUNT_STUCK_AFTER_SECONDS": "6",
+        "BLOODCOUNT_TASK_MAX_RETRIES": "30",
+    }
+    stack = Stack(env, tmp_path)
+    stack.start_api()
+    try:
+        yield stack
+    finally:
+        stack.close()
+        drop_schema(postgres_url, schema)
+
+
+def _claimed_since(stack, batch_ids, before: dict[str, str]) -> bool:
+    now = stack.slide_statuses(batch_ids)
+    return any(
+        s == "processing" or (s == "done" and before.get(i) != "done") for i, s in now.items()
+    )
+
+
+def test_sigkill_worker_mid_batch_loses_and_doubles_nothing(stack):
+    rounds = fault_rounds(3)
+    seed = int(os.environ.get("BLOODCOUNT_FAULT_SEED", time.time_ns() % 100_000))
+    rng = random.Random(seed)
+    sources = smear_set(12 * (rounds + 1))
+    names = list(sources)
+    batch_ids, kills_mid_slide = [], 0
+    for _ in range(rounds):
+        statuses = stack.slide_statuses(batch_ids)
+        if sum(s in ("queued", "processing") for s in statuses.values()) < 4:
+            chunk = {n: sources[n] for n in names[12 * len(batch_ids) : 12 * (len(batch_ids) + 1)]}
+            response = stack.submit(chunk)
+            assert response.status_code == 202, response.text
+            batch_ids.append(response.json()["id"])
+            statuses = stack.slide_statuses(batch_ids)
+        stack.start_worker()
+        # Kill at a random moment after the worker has started on a slide.
+        wait_for(lambda s=statuses: _claimed_since(stack, batch_ids, s), 90, "a slide claimed")
+        time.sleep(rng.uniform(0.0, 1.5))
+        kills_mid_slide += "processing" in stack.slide_statuses(batch_ids).values()
+        stack.kill_worker()
+
+    stack.start_worker()
+    final = stack.wait_finished(batch_ids, timeout=240)
+    assert all(s in ("done", "failed") for s in final.values()), final
+    used = {n: sources[n] for n in names[: 12 * len(batch_ids)]}
+    problems = stack.counted_once_report(batch_ids, stack.expected_results(used))
+    print(
+        f"\nworker SIGKILL: seed={seed} kills={rounds} (with a slide in hand: {kills_mid_slide}) "
+        f"batches={len(batch_ids)} slides={len(final)} problems={len(problems)}"
+    )
+    assert problems == []
+    assert len(final) == len(used)
