@@ -118,7 +118,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory) -> Path:
+def web_model_dir(tmp_path_factory) -> Path:
     """The shipped classifier; while none is shipped, the tiny real LiteRT model the
     service tests build (the pages do not care how good the model is)."""
     from bloodcount.config import load_settings
@@ -150,11 +150,11 @@ def chromium() -> Path:
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory, model_dir) -> Iterator[Service]:
+def web_service(tmp_path_factory, web_model_dir) -> Iterator[Service]:
     """API server and one worker as separate processes, as in production, on SQLite,
     a folder store and the filesystem broker under a temporary folder."""
     home = tmp_path_factory.mktemp("service")
-    env = _service_env(home, model_dir)
+    env = _service_env(home, web_model_dir)
     api_key = _create_lab(env)
     port = _free_port()
     command = [sys.executable, "-m", "bloodcount.cli"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 
 import pytest
@@ -60,7 +61,8 @@ def _numbers(page, selector: str) -> list[int]:
     return [int(t) for t in page.locator(selector).all_inner_texts()]
 
 
-def test_technician_journey(service, browser_context, slides, screenshot):
+def test_technician_journey(web_service, browser_context, slides, screenshot):
+    service = web_service
     real, broken, notes = slides
     page = browser_context.new_page()
     requests: list[str] = []
@@ -153,6 +155,11 @@ def test_technician_journey(service, browser_context, slides, screenshot):
         for k, name in enumerate(CLASSES):
             assert int(by_file[image.name][name]) == int(table[image.name][2 + k])
     assert by_file["broken.jpg"]["status"] == "failed" and by_file["broken.jpg"]["error"]
+
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download JSON").click()
+    document = json.loads(open(download_info.value.path()).read())
+    assert {s["file"] for s in document["slides"]} == {real[0].name, real[1].name, "broken.jpg"}
 
     # The batches list shows it, newest first, with its totals.
     nav.get_by_role("link", name="Batches").click()
