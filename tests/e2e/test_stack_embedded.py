@@ -43,8 +43,23 @@ def test_run_serves_a_batch_and_stops_cleanly(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLOODCOUNT_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "bloodcount.cli", "run", "--port", str(port), "--concurrency", "1", "--workers", "1"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bloodcount.cli",
+            "run",
+            "--port",
+            str(port),
+            "--concurrency",
+            "1",
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         url = _read_until(process, r"running at (http://127\.0\.0\.1:\d+)/", 120).group(1)
@@ -57,7 +72,9 @@ def test_run_serves_a_batch_and_stops_cleanly(tmp_path):
         assert response.status_code == 202, response.text
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            batch = requests.get(url + response.headers["Location"], headers=headers, timeout=10).json()
+            batch = requests.get(
+                url + response.headers["Location"], headers=headers, timeout=10
+            ).json()
             if batch["status"] not in ("queued", "processing"):
                 break
             time.sleep(0.5)
@@ -70,7 +87,9 @@ def test_run_serves_a_batch_and_stops_cleanly(tmp_path):
         code = process.wait(60)
     assert code == 0
     for pid in children:
-        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+        assert (
+            not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+        )
 
 
 def test_run_twice_reuses_the_demo_lab_with_a_new_key(tmp_path, monkeypatch):
