@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import cache
 
 from flask import Response, current_app, redirect, render_template, request, url_for
 
@@ -10,11 +11,22 @@ from api.web import bp
 from api.web.headers import add_security_headers
 from bloodcount.config import Settings
 from bloodcount.db.models import BATCH_STATUSES
-from bloodcount.vision.draw import CLASS_COLOURS, REVIEW_COLOUR
 
 API_PREFIX = "/api/v1"
 
 bp.after_request(add_security_headers)
+
+
+@cache
+def _colours() -> tuple[dict[str, str], str]:
+    """(CLASS_COLOURS, REVIEW_COLOUR) from the overlay code, the one place they are defined.
+
+    Imported on first use: bloodcount.vision.draw imports OpenCV, which the API process
+    should not load just by registering these pages.
+    """
+    from bloodcount.vision.draw import CLASS_COLOURS, REVIEW_COLOUR
+
+    return dict(CLASS_COLOURS), REVIEW_COLOUR
 
 
 def _settings() -> Settings:
@@ -29,13 +41,14 @@ def _settings() -> Settings:
 @bp.context_processor
 def _page_context() -> dict:
     settings = _settings()
+    class_colours, review_colour = _colours()
     return {
         # script_root keeps the API reachable when the app is mounted under a path.
         "api_base": request.script_root + API_PREFIX,
-        "class_colours": CLASS_COLOURS,
+        "class_colours": class_colours,
         # json.dumps keeps RBC, WBC, Platelets in order (Flask's tojson sorts keys).
-        "class_colours_json": json.dumps(CLASS_COLOURS),
-        "review_colour": REVIEW_COLOUR,
+        "class_colours_json": json.dumps(class_colours),
+        "review_colour": review_colour,
         "batch_statuses": BATCH_STATUSES,
         "max_files": settings.max_files_per_batch,
         "max_upload_bytes": settings.max_upload_bytes,
@@ -83,12 +96,13 @@ def slide(slide_id: str):
 @bp.get("/web/class-colours.css")
 def class_colours_css():
     """CSS custom properties from CLASS_COLOURS, so pages and overlays share one palette."""
+    class_colours, review_colour = _colours()
     rules = []
-    for name, colour in CLASS_COLOURS.items():
+    for name, colour in class_colours.items():
         rules.append(f".class-{name} {{ --class-colour: {colour}; }}")
         # The slide page hides a class by putting hide-<class> on the figure.
         rules.append(f".hide-{name} .cell.class-{name} {{ display: none; }}")
-    rules.append(f":root {{ --review-colour: {REVIEW_COLOUR}; }}")
+    rules.append(f":root {{ --review-colour: {review_colour}; }}")
     response = Response("\n".join(rules) + "\n", mimetype="text/css")
     response.cache_control.max_age = 3600
     return response

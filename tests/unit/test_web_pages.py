@@ -175,3 +175,12 @@ def test_static_files_carry_the_headers_too(client):
     assert response.status_code == 200
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "javascript" in response.mimetype
+
+
+def test_registering_the_pages_does_not_load_opencv():
+    # The API process should not pay for OpenCV just because it serves the pages.
+    import subprocess
+    import sys
+
+    code = "import sys, api.web; sys.exit('cv2' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
