@@ -19,12 +19,8 @@ bp.after_request(add_security_headers)
 
 @cache
 def _colours() -> tuple[dict[str, str], str]:
-    """(CLASS_COLOURS, REVIEW_COLOUR) from the overlay code, the one place they are defined.
-
-    Imported on first use: bloodcount.vision.draw imports OpenCV, which the API process
-    should not load just by registering these pages.
-    """
-    from bloodcount.vision.draw import CLASS_COLOURS, REVIEW_COLOUR
+    """(CLASS_COLOURS, REVIEW_COLOUR), defined once in bloodcount.vision (no OpenCV there)."""
+    from bloodcount.vision import CLASS_COLOURS, REVIEW_COLOUR
 
     return dict(CLASS_COLOURS), REVIEW_COLOUR
 

@@ -5,3 +5,8 @@ runs in ``bloodcount analyze``, in a Celery worker and in tests.
 """
 
 CLASSES = ("RBC", "WBC", "Platelets")
+
+# The one place class colours are defined (hex), shared by overlays, plots and the web
+# pages. Kept here, free of OpenCV, so the API process can read them cheaply.
+CLASS_COLOURS = {"RBC": "#d62728", "WBC": "#6a3d9a", "Platelets": "#2ca02c"}
+REVIEW_COLOUR = "#ffbf00"

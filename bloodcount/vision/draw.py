@@ -8,9 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-# The one place class colours are defined (hex, as the web UI and reports use them).
-CLASS_COLOURS = {"RBC": "#d62728", "WBC": "#6a3d9a", "Platelets": "#2ca02c"}
-REVIEW_COLOUR = "#ffbf00"
+from bloodcount.vision import CLASS_COLOURS, REVIEW_COLOUR
 
 
 def hex_to_rgb(colour: str) -> tuple[int, int, int]:
