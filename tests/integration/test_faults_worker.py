@@ -14,39 +14,24 @@ import time
 
 import pytest
 
-from tests.conftest import skip_or_fail
-from tests.support.servers import RedisServer, wait_for
-from tests.support.stack import Stack, create_schema, drop_schema, fault_rounds, smear_set
+from tests.support.fixtures import redis_copy  # noqa: F401 - a fixture
+from tests.support.servers import wait_for
+from tests.support.stack import (
+    Stack,
+    create_schema,
+    drop_schema,
+    fault_env,
+    fault_rounds,
+    smear_set,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
-def redis_copy():
-    try:
-        server = RedisServer()
-        server.start()
-    except FileNotFoundError as exc:
-        skip_or_fail(str(exc), service=True)
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
-@pytest.fixture
 def stack(postgres_url, redis_copy, tmp_path):
     schema, url = create_schema(postgres_url)
-    env = {
-        "BLOODCOUNT_DATABASE_URL": url,
-        "BLOODCOUNT_BROKER_URL": redis_copy.url,
-        "BLOODCOUNT_STORAGE_URL": f"file://{tmp_path}/objects",
-        "BLOODCOUNT_BROKER_FOLDER": str(tmp_path / "broker"),
-        # Quick to notice a slide that died with its worker; many re-sends allowed, since
-        # this test kills the worker far more often than production ever would.
-        "BLOODCOUNT_STUCK_AFTER_SECONDS": "6",
-        "BLOODCOUNT_TASK_MAX_RETRIES": "30",
-    }
+    env = fault_env(tmp_path, url, redis_copy.url)
     stack = Stack(env, tmp_path)
     stack.start_api()
     try:

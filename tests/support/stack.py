@@ -247,3 +247,45 @@ def smear_set(count: int, prefix: str = "s", seed0: int = 100) -> dict[str, byte
     return {
         f"{prefix}{i:03d}.jpg": smear_bytes(seed0 + i, width=320, height=240) for i in range(count)
     }
+
+
+def integrity_report(stack: Stack) -> tuple[list[str], list[str]]:
+    """(problems, orphans): a batch whose slide rows are not all there, a slide row whose
+    original is missing from the store; and stored objects that no row refers to."""
+    problems = []
+    with stack.resources.sessions() as session:
+        batches = session.execute(select(Batch.id, Batch.slide_count)).all()
+        slides = session.execute(
+            select(Slide.batch_id, Slide.object_key, Slide.overlay_key, Slide.status)
+        ).all()
+    per_batch: dict[str, int] = {}
+    for row in slides:
+        per_batch[row.batch_id] = per_batch.get(row.batch_id, 0) + 1
+    for batch_id, declared in batches:
+        if per_batch.get(batch_id, 0) != declared:
+            problems.append(f"batch {batch_id}: {per_batch.get(batch_id, 0)} of {declared} slides")
+    stored = set(stack.resources.store.list())
+    for row in slides:
+        if row.status != "uploading" and row.object_key not in stored:
+            problems.append(f"slide object {row.object_key} missing")
+    referenced = {r.object_key for r in slides} | {r.overlay_key for r in slides if r.overlay_key}
+    return problems, sorted(stored - referenced)
+
+
+def fault_env(tmp_path: Path, database_url: str, broker_url: str, **extra: str) -> dict[str, str]:
+    """BLOODCOUNT_* for a fault test: a folder store unless ``extra`` names another, a quick
+    reconciler (6 s) and room for many re-sends (the tests fault far more than production)."""
+    env = {
+        "BLOODCOUNT_DATABASE_URL": database_url,
+        "BLOODCOUNT_BROKER_URL": broker_url,
+        "BLOODCOUNT_STORAGE_URL": f"file://{tmp_path}/objects",
+        "BLOODCOUNT_BROKER_FOLDER": str(tmp_path / "broker"),
+        "BLOODCOUNT_STUCK_AFTER_SECONDS": "6",
+        "BLOODCOUNT_TASK_MAX_RETRIES": "30",
+    }
+    env.update(extra)
+    return env
+
+
+def done_count(stack: Stack, batch_ids: Iterable[str]) -> int:
+    return sum(s == "done" for s in stack.slide_statuses(batch_ids).values())
