@@ -29,7 +29,7 @@ DOWN_SECONDS = 8
 
 
 @pytest.fixture
-def stack(pg_cluster, redis_copy, tmp_path):
+def stack(pg_cluster, redis_copy, tmp_path):  # noqa: F811 - fixtures
     stack = Stack(fault_env(tmp_path, pg_cluster.url, redis_copy.url), tmp_path)
     stack.start_api()
     try:
@@ -77,7 +77,7 @@ def _probe_api(stack, batch_id: str, slide_id: str, image: bytes) -> list[str]:
     return wrong
 
 
-def test_postgres_down_mid_batch_then_back(stack, pg_cluster):
+def test_postgres_down_mid_batch_then_back(stack, pg_cluster):  # noqa: F811 - fixtures
     rounds = fault_rounds(1)
     sources = smear_set(16 * rounds)
     names = list(sources)

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
-def stack(postgres_url, redis_copy, tmp_path):
+def stack(postgres_url, redis_copy, tmp_path):  # noqa: F811 - fixtures
     schema, url = create_schema(postgres_url)
     stack = Stack(fault_env(tmp_path, url, redis_copy.url), tmp_path)
     stack.start_api()
@@ -36,7 +36,7 @@ def stack(postgres_url, redis_copy, tmp_path):
         drop_schema(postgres_url, schema)
 
 
-def test_redis_restart_mid_batch_every_slide_ends_counted_once(stack, redis_copy):
+def test_redis_restart_mid_batch_every_slide_ends_counted_once(stack, redis_copy):  # noqa: F811 - fixtures
     import redis
 
     rounds = fault_rounds(1)

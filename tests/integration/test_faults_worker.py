@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
-def stack(postgres_url, redis_copy, tmp_path):
+def stack(postgres_url, redis_copy, tmp_path):  # noqa: F811 - fixtures
     schema, url = create_schema(postgres_url)
     env = fault_env(tmp_path, url, redis_copy.url)
     stack = Stack(env, tmp_path)
