@@ -8,6 +8,7 @@ import time
 from flask import Blueprint, current_app, g, request
 
 from api.errors import problem
+from api.params import refuse_nul
 from bloodcount.labs import authenticate, hash_api_key
 
 # A looked-up key is trusted this long, so a poll costs no extra query. Revoking or
@@ -62,6 +63,7 @@ def protected(name: str) -> Blueprint:
     """A blueprint under /api/v1 whose every route needs a lab's key."""
     bp = Blueprint(name, __name__, url_prefix="/api/v1")
     bp.before_request(require_lab)
+    bp.before_request(refuse_nul)  # after the key check: strangers' bodies are never parsed
     return bp
 
 

@@ -53,7 +53,8 @@ def create_batch():
         uploads = [(f.filename or f"file-{i + 1}", f.stream)
                    for i, f in enumerate(request.files.getlist("files") + request.files.getlist("file"))]
         settings = resources().settings
-        files = services.expand_uploads(uploads, settings.max_files_per_batch, settings.max_upload_bytes)
+        files = services.expand_uploads(uploads, settings.max_files_per_batch, settings.max_upload_bytes,
+                                        settings.max_image_pixels)
         submission = services.submit_batch(
             resources(), lab_id(), files, enqueue,
             reference=request.form.get("reference") or None, idempotency_key=key,

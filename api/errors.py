@@ -49,6 +49,14 @@ def _http_error(exc: HTTPException) -> Response:
     elif status == 405:
         allowed = ", ".join(sorted(exc.valid_methods or []))  # type: ignore[attr-defined]
         detail = f"{request.method} is not allowed on {request.path}; use {allowed}"
+    elif isinstance(exc, RequestEntityTooLarge) and (request.content_length or 0) <= (
+        request.max_content_length or 0
+    ):
+        # The body is within the limit, so a single form field was over Flask's own.
+        detail = (
+            f"a form field is over {request.max_form_memory_size or 0:,} bytes; 'reference' takes "
+            "at most 200 characters and images go in 'files' parts with a file name"
+        )
     elif isinstance(exc, RequestEntityTooLarge):
         limit = request.max_content_length or 0
         detail = (

@@ -9,6 +9,26 @@ from flask import request
 from bloodcount.services import InvalidRequest, PageRequest
 
 
+def refuse_nul() -> None:
+    """before_request hook: a NUL in the path, the query or a form field is refused here.
+
+    PostgreSQL text cannot hold NUL, so such a value used to reach the database and fail
+    there as a 500; no id, filter or reference ever contains one.
+    """
+    where = None
+    if "\x00" in request.path:
+        where = "the path"
+    elif any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+        where = "a query parameter"
+    elif request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded") and any(
+        "\x00" in k or "\x00" in v for k, v in request.form.items(multi=True)
+    ):
+        where = "a form field"
+    if where is not None:
+        raise InvalidRequest(f"{where} holds a NUL character (\\0); no id, parameter or field "
+                             "of this API can contain one")
+
+
 def int_param(name: str, default: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":

@@ -19,7 +19,7 @@ from bloodcount.resources import Resources
 from bloodcount.services.errors import Conflict, InvalidRequest, NotFound, NotSupported
 from bloodcount.services.paging import Page, PageRequest, fetch_page
 from bloodcount.services.status import progress_columns, status_expression, summary_from_row
-from bloodcount.services.uploads import SlideFile
+from bloodcount.services.uploads import SlideFile, check_name
 from bloodcount.storage import ObjectNotFound, PresignNotSupported
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ def _upload_names(files: Any, max_files: int) -> list[str]:
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(name, str) or not 1 <= len(name) <= 500:
             raise InvalidRequest(f"files[{i}].name must be a file name of 1 to 500 characters")
-        names.append(name)
+        names.append(check_name(name, f"files[{i}].name"))
     return names
 
 

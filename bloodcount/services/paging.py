@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 from bloodcount.services.errors import InvalidRequest
 
 MAX_PER_PAGE = 200
+# Far past any real listing, and inside a 64-bit OFFSET (10**30 made PostgreSQL fail: 500).
+MAX_PAGE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -19,8 +21,8 @@ class PageRequest:
     per_page: int = 50
 
     def __post_init__(self) -> None:
-        if self.page < 1:
-            raise InvalidRequest("page must be 1 or more", parameter="page")
+        if not 1 <= self.page <= MAX_PAGE:
+            raise InvalidRequest(f"page must be between 1 and {MAX_PAGE:,}", parameter="page")
         if not 1 <= self.per_page <= MAX_PER_PAGE:
             raise InvalidRequest(
                 f"per_page must be between 1 and {MAX_PER_PAGE}", parameter="per_page"

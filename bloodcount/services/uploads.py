@@ -1,13 +1,17 @@
 """Uploaded files: sniff what they are from their first bytes, expand zip archives.
 
-Nothing here decodes pixels (the API must stay light); a file whose header says JPEG but
-whose pixels are broken becomes a per-slide error in the worker, not a refused batch.
+Nothing here decodes pixels (the API must stay light). What the header alone proves wrong
+refuses the request, naming the file: not an image, cut short (no end marker), over the
+pixel limit, a hostile name. A file whose header says JPEG but whose pixels are broken
+becomes a per-slide error in the worker, not a refused batch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import re
+import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +31,8 @@ _MAGIC: tuple[tuple[bytes, str, str, str], ...] = (
     (b"PK\x05\x06", "zip", "application/zip", ".zip"),  # an empty archive
 )
 SNIFF_BYTES = 8
+MAX_NAME_LENGTH = 255
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -66,19 +72,70 @@ def _refuse_unknown(name: str) -> InvalidRequest:
     )
 
 
+def check_name(name: str, what: str = "file name") -> str:
+    """Refuse a name that could be mistaken for a path or smuggle characters into logs,
+    CSV reports and headers: control characters, '..' segments, absolute paths, > 255."""
+    shown = name.encode("unicode_escape").decode()[:120]
+    if _CONTROL.search(name):
+        raise InvalidRequest(f"{what} {shown!r} holds a control character (such as NUL or a "
+                             "line break); rename the file", file=shown)
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidRequest(f"{what} {shown!r}... is {len(name)} characters long; at most "
+                             f"{MAX_NAME_LENGTH} are allowed", file=shown)
+    parts = re.split(r"[/\\]", name)
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        raise InvalidRequest(f"{what} {shown!r} is an absolute path; send plain file names",
+                             file=shown)
+    if ".." in parts:
+        raise InvalidRequest(f"{what} {shown!r} has a '..' segment, which could point outside "
+                             "its folder; send plain file names", file=shown)
+    return name
+
+
+def check_image_header(label: str, data: bytes, max_pixels: int) -> None:
+    """Refuse an image that its header alone shows to be unusable: over the pixel limit (a
+    decompression bomb is kilobytes on the wire) or cut short. Decodes no pixels; a header
+    PIL cannot read is left to the worker, which fails that slide with the reason."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                fmt, width, height = img.format, img.width, img.height
+    except Image.DecompressionBombError:
+        raise InvalidRequest(f"{label!r} has far too many pixels for an image "
+                             f"(BLOODCOUNT_MAX_IMAGE_PIXELS is {max_pixels:,})", file=label) from None
+    except Exception:
+        return
+    if width * height > max_pixels:
+        raise InvalidRequest(
+            f"{label!r} is {width}x{height} = {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,} (BLOODCOUNT_MAX_IMAGE_PIXELS)", file=label)
+    ends = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
+    if fmt in ends and ends[fmt] not in data[-4096:]:
+        raise InvalidRequest(f"{label!r} is a truncated {fmt}: the file ends before the image "
+                             "data does; upload it again", file=label)
+
+
 def expand_uploads(
-    uploads: Iterable[tuple[str, BinaryIO]], max_files: int, max_bytes: int
+    uploads: Iterable[tuple[str, BinaryIO]], max_files: int, max_bytes: int,
+    max_pixels: int | None = None,
 ) -> list[SlideFile]:
     """Every slide in the uploads, zip archives expanded in place, in the order given.
 
     Raises InvalidRequest for a file that is neither an image nor a zip, and TooLarge when
     the slides outnumber ``max_files`` or their bytes (archives uncompressed) exceed
-    ``max_bytes``, which also bounds a zip bomb.
+    ``max_bytes``, which also bounds a zip bomb. With ``max_pixels``, each image's header
+    is checked too (:func:`check_image_header`).
     """
     slides: list[SlideFile] = []
     total = 0
     for name, stream in uploads:
+        check_name(name)
         for slide in _expand_one(name, stream, max_bytes - total):
+            if max_pixels is not None:
+                check_image_header(slide.filename, slide.data, max_pixels)
             total += len(slide.data)
             slides.append(slide)
             if len(slides) > max_files:
@@ -117,6 +174,8 @@ def _expand_zip(name: str, data: bytes, budget: int) -> Iterator[SlideFile]:
     except zipfile.BadZipFile:
         raise InvalidRequest(f"{name!r} looks like a zip archive but cannot be opened", file=name) from None
     with archive:
+        for member in archive.infolist():  # before skipping: '..' would pass as a dot file
+            check_name(member.filename, f"member of {name!r}")
         members = [m for m in archive.infolist() if not _skipped(m)]
         # Declared sizes first, so a bomb is refused before anything is inflated.
         if sum(m.file_size for m in members) > budget:
@@ -131,6 +190,9 @@ def _expand_zip(name: str, data: bytes, budget: int) -> Iterator[SlideFile]:
             if len(content) > member.file_size:
                 raise InvalidRequest(f"{label!r} is larger than its archive says", file=label)
             found = sniff(content[:SNIFF_BYTES])
+            if found is not None and found.kind == "zip":
+                raise InvalidRequest(f"{label!r} is a zip inside a zip; nested archives are not "
+                                     "expanded: put the images in one archive", file=label)
             if found is None or found.kind != "image":
                 raise _refuse_unknown(label)
             yield SlideFile(label, content, found.content_type, found.suffix)
