@@ -10,7 +10,6 @@ does), as test_corrupt_pixels_fail_that_slide_with_a_reason asserts.
 
 from __future__ import annotations
 
-import io
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
