@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import batches, docs, errors, health, reports, slides
+from api import batches, docs, errors, health, reports, security, slides
 from api.context import ApiService
 from api.responses import ApiJSONProvider
 from bloodcount.config import Settings, load_settings
@@ -43,6 +43,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app.extensions["bloodcount"] = ApiService(resources, TaskQueue(settings, run_eagerly))
     errors.init_app(app)
+    security.init_app(app)
     for module in (health, docs, batches, slides, reports):
         app.register_blueprint(module.bp)
     _register_web_pages(app)

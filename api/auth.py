@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, g, request
 
 from api.errors import problem
 from api.params import refuse_nul
+from api.security import check_rate
 from bloodcount.labs import authenticate, hash_api_key
 
 # A looked-up key is trusted this long, so a poll costs no extra query. Revoking or
@@ -44,7 +45,9 @@ def _lab_for(api_key: str) -> int | None:
 
 
 def require_lab():
-    """before_request hook: authenticate the caller or answer 401."""
+    """before_request hook: authenticate the caller or answer 401 (429 over its rate)."""
+    if request.method == "OPTIONS":  # a CORS preflight carries no credentials
+        return None
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
@@ -56,7 +59,7 @@ def require_lab():
     if lab_id is None:
         return _unauthorized("this API key is not valid or was revoked; ask for a new one")
     g.lab_id = lab_id
-    return None
+    return check_rate(lab_id)
 
 
 def protected(name: str) -> Blueprint:

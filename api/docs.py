@@ -12,7 +12,7 @@ from flask import Blueprint, jsonify, render_template_string
 SPEC_PATH = Path(__file__).resolve().parent / "openapi.yaml"
 bp = Blueprint("docs", __name__, url_prefix="/api/v1")
 METHODS = ("get", "post", "put", "patch", "delete")
-PROBLEM_STATUSES = (400, 401, 404, 405, 409, 413, 422, 500, 501, 503)
+PROBLEM_STATUSES = (400, 401, 404, 405, 409, 413, 422, 429, 500, 501, 503)
 
 
 @cache
