@@ -17,8 +17,12 @@ import numpy as np
 from bloodcount.config import Settings, load_settings
 from bloodcount.vision import CLASSES
 from bloodcount.vision.decode import SlideError, decode_image
+from bloodcount.vision.geometry import touches_border
 
 SCHEMA = "bloodcount.analysis/v1"
+# "dense": the learned detector (default); "classical": OpenCV proposals + crop classifier.
+METHODS = ("dense", "classical")
+DEFAULT_METHOD = "dense"
 
 
 @dataclass
@@ -66,54 +70,81 @@ class SlideResult:
         }
 
 
-def open_analyzer(command: str) -> Analyzer | None:
+def open_analyzer(command: str, method: str | None = None) -> Analyzer | None:
     """An Analyzer for a CLI command, or None after printing why the model cannot load."""
     import sys
 
     from bloodcount.vision.classifier import ModelError
 
     try:
-        return Analyzer()
+        return Analyzer(method=method)
     except ModelError as exc:
         print(f"bloodcount {command}: {exc}", file=sys.stderr)
         return None
 
 
 class Analyzer:
-    """Analyses slides with one classifier loaded once per process."""
+    """Analyses slides with one model loaded once per process.
 
-    def __init__(self, settings: Settings | None = None, classifier: Any = None) -> None:
+    ``method`` picks the pipeline: "dense" (the shipped detector, default) or "classical"
+    (OpenCV proposals + the crop classifier at ``settings.model_path``). Left unset, a
+    caller that passes only a ``classifier`` (a test double) gets the classical pipeline.
+    """
+
+    def __init__(
+        self, settings: Settings | None = None, classifier: Any = None, detector: Any = None,
+        method: str | None = None,
+    ) -> None:
         self.settings = settings or load_settings()
-        if classifier is None:
-            from bloodcount.vision.classifier import Classifier
+        if method is None:
+            method = "classical" if classifier is not None and detector is None else DEFAULT_METHOD
+        if method not in METHODS:
+            raise ValueError(f"unknown analysis method {method!r}: use one of {', '.join(METHODS)}")
+        self.method = method
+        self.classifier = self.detector = None
+        if method == "classical":
+            if classifier is None:
+                from bloodcount.vision.classifier import Classifier
 
-            classifier = Classifier.load(self.settings.model_path)
-        self.classifier = classifier
+                classifier = Classifier.load(self.settings.model_path)
+            self.classifier = classifier
+        else:
+            if detector is None:
+                from bloodcount.vision.dense_detector import DETECTOR_DIR, DenseDetector
+
+                detector = DenseDetector.load(DETECTOR_DIR)
+            self.detector = detector
 
     @property
     def model_info(self) -> dict[str, str]:
-        """{name, version, sha256} of the classifier, recorded with every result."""
-        return dict(self.classifier.info)
+        """{name, version, sha256} of the model that produced the results."""
+        model = self.detector if self.method == "dense" else self.classifier
+        return dict(model.info)
 
     def analyze_image(self, image: np.ndarray, name: str) -> SlideResult:
         """Analyse an already decoded RGB uint8 image."""
-        from bloodcount.vision.detect import detect_cells
+        from bloodcount.vision.detect import detect_cells, detect_cells_dense
 
-        found = detect_cells(image, self.classifier, self.settings.tile_size)
+        if self.method == "dense":
+            found = detect_cells_dense(image, self.detector, self.settings.tile_size)
+        else:
+            found = detect_cells(image, self.classifier, self.settings.tile_size)
+        h, w = image.shape[:2]
         cells = []
-        for box, label, probs, bg, edge in zip(
-            found.boxes, found.labels, found.probabilities, found.background, found.edge, strict=True
+        for box, label, probs, bg in zip(
+            found.boxes, found.labels, found.probabilities, found.background, strict=True
         ):
             confidence = float(probs[label])
+            rounded = [round(float(v), 1) for v in box]
             cells.append(Cell(
-                label=CLASSES[int(label)], confidence=round(confidence, 4),
-                box=[round(float(v), 1) for v in box],
+                label=CLASSES[int(label)], confidence=round(confidence, 4), box=rounded,
                 probabilities={c: round(float(p), 4) for c, p in zip(CLASSES, probs, strict=True)},
-                edge=bool(edge), review=confidence < self.settings.review_threshold,
+                # From the box as written, so a reader re-deriving the flag gets the same answer.
+                edge=bool(touches_border(np.array([rounded]), w, h)[0]),
+                review=confidence < self.settings.review_threshold,
                 background=round(float(bg), 4),
             ))
         counts = {c: sum(cell.label == c for cell in cells) for c in CLASSES}
-        h, w = image.shape[:2]
         return SlideResult(file=name, width=w, height=h, counts=counts, cells=cells,
                            timings=dict(found.timings))
 

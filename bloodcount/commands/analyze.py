@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--csv", metavar="FILE", help="also write one CSV row per slide")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="worker processes (default 1)")
+    parser.add_argument("--method", choices=["dense", "classical"], default=None,
+                        help="dense: the learned detector (default); classical: OpenCV proposals + crop classifier")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(handler=run)
 
@@ -53,11 +55,11 @@ def find_images(paths: list[str]) -> list[str]:
     return found
 
 
-def _init_worker() -> None:
+def _init_worker(method: str | None = None) -> None:
     global _analyzer
     from bloodcount.analysis import Analyzer
 
-    _analyzer = Analyzer()
+    _analyzer = Analyzer(method=method)
 
 
 def _analyze_one(job: tuple[str, bool]) -> Any:
@@ -67,7 +69,7 @@ def _analyze_one(job: tuple[str, bool]) -> Any:
     return _analyzer.analyze_path(path, overlay=overlay)
 
 
-def _results(paths: list[str], overlay: bool, workers: int) -> Iterator[Any]:
+def _results(paths: list[str], overlay: bool, workers: int, method: str | None = None) -> Iterator[Any]:
     jobs = [(p, overlay) for p in paths]
     if workers <= 1:
         yield from map(_analyze_one, jobs)
@@ -75,7 +77,9 @@ def _results(paths: list[str], overlay: bool, workers: int) -> Iterator[Any]:
     import multiprocessing
 
     # Processes, not threads: the pipeline is CPU-bound Python + OpenCV + LiteRT.
-    with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+    with multiprocessing.get_context("spawn").Pool(
+        workers, initializer=_init_worker, initargs=(method,)
+    ) as pool:
         yield from pool.imap(_analyze_one, jobs, chunksize=4)
 
 
@@ -114,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         print("bloodcount analyze: no images found (JPEG, PNG, TIFF, BMP)", file=sys.stderr)
         return 2
-    analyzer = open_analyzer("analyze")
+    analyzer = open_analyzer("analyze", args.method)
     if analyzer is None:
         return 2
     global _analyzer
@@ -125,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     workers = min(args.workers, len(paths), os.cpu_count() or 1)
     slides, used = [], set()
     bar = tqdm(total=len(paths), unit="slide", file=sys.stderr, disable=args.no_progress)
-    for result in _results(paths, overlay_dir is not None, workers):
+    for result in _results(paths, overlay_dir is not None, workers, args.method):
         if overlay_dir and result.overlay:
             (overlay_dir / _overlay_name(result.file, used)).write_bytes(result.overlay)
         slides.append(result.to_dict())

@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="only images on this side of the committed split (test = never trained on)")
     parser.add_argument("--images-list", metavar="FILE", help="only the image file names listed (one a line)")
     parser.add_argument("--plot", metavar="FILE.png", help="predicted vs true counts per slide (default: next to --output)")
+    parser.add_argument("--method", choices=["dense", "classical"], default=None,
+                        help="dense: the learned detector (default); classical: OpenCV proposals + crop classifier")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(handler=run)
 
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if not records:
         print("bloodcount evaluate: no annotated images selected", file=sys.stderr)
         return 2
-    analyzer = open_analyzer("evaluate")
+    analyzer = open_analyzer("evaluate", args.method)
     if analyzer is None:
         return 2
     scores, failed = [], []

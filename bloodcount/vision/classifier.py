@@ -23,6 +23,27 @@ class ModelError(RuntimeError):
     """The classifier folder is missing, incomplete or does not match its card."""
 
 
+def read_model_dir(
+    model_dir: str | Path, keys: tuple[str, ...], error: type[Exception], missing_message: str
+) -> tuple[Path, dict]:
+    """(model.tflite path, card) of a model folder, its card complete and its sha256 matching.
+
+    Raises ``error``: ``missing_message`` (``{dir}`` filled in) when a file is absent.
+    """
+    model_dir = Path(model_dir)
+    model_path, card_path = model_dir / "model.tflite", model_dir / "card.json"
+    if not model_path.is_file() or not card_path.is_file():
+        raise error(missing_message.format(dir=model_dir))
+    card = json.loads(card_path.read_text())
+    missing = [k for k in keys if k not in card]
+    if missing:
+        raise error(f"{card_path}: missing {missing}")
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    if digest != card["sha256"]:
+        raise error(f"{model_path}: sha256 {digest[:12]}… does not match card.json")
+    return model_path, card
+
+
 class Classifier:
     """A LiteRT interpreter for the crop classifier; build it once per process with :meth:`load`."""
 
@@ -45,20 +66,10 @@ class Classifier:
     @classmethod
     def load(cls, model_dir: str | Path, num_threads: int = 1) -> Classifier:
         """Load ``model.tflite`` + ``card.json`` from ``model_dir``, checking the sha256."""
-        model_dir = Path(model_dir)
-        model_path, card_path = model_dir / "model.tflite", model_dir / "card.json"
-        if not model_path.is_file() or not card_path.is_file():
-            raise ModelError(
-                f"no classifier in {model_dir}: expected model.tflite and card.json "
-                "(set BLOODCOUNT_MODEL_PATH)"
-            )
-        card = json.loads(card_path.read_text())
-        for key in ("name", "version", "sha256", "classes", "input_size"):
-            if key not in card:
-                raise ModelError(f"{card_path}: missing {key!r}")
-        digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
-        if digest != card["sha256"]:
-            raise ModelError(f"{model_path}: sha256 {digest[:12]}… does not match card.json")
+        model_path, card = read_model_dir(
+            model_dir, ("name", "version", "sha256", "classes", "input_size"), ModelError,
+            "no classifier in {dir}: expected model.tflite and card.json (set BLOODCOUNT_MODEL_PATH)",
+        )
         return cls(model_path, card, num_threads=num_threads)
 
     @property

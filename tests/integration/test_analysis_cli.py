@@ -1,4 +1,4 @@
-"""``bloodcount analyze`` end to end on real slides with the shipped model: JSON, CSV, overlays."""
+"""``bloodcount analyze`` end to end on real slides with the shipped detector: JSON, CSV, overlays."""
 
 from __future__ import annotations
 
@@ -10,17 +10,19 @@ import pytest
 from bloodcount.cli import main
 from bloodcount.config import load_settings
 from bloodcount.schemas import validate
+from bloodcount.vision.dense_detector import DETECTOR_DIR
 
 
 @pytest.fixture(scope="module")
-def model_dir():
+def classifier_dir():
     path = load_settings().model_path
     if not (path / "model.tflite").is_file():
         pytest.skip(f"no classifier shipped at {path} yet")
     return path
 
 
-def test_analyze_writes_the_contract_and_survives_a_bad_file(data_dir, model_dir, tmp_path):
+def test_analyze_writes_the_contract_and_survives_a_bad_file(data_dir, tmp_path):
+    # The default pipeline runs the detector shipped in the package: no skip if it is missing.
     slides = sorted((data_dir / "bccd" / "JPEGImages").glob("*.jpg"))[:3]
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(slides[0].read_bytes()[:2000])
@@ -30,11 +32,23 @@ def test_analyze_writes_the_contract_and_survives_a_bad_file(data_dir, model_dir
     assert main(args) == 0
     document = json.loads(out.read_text())
     validate(document)
+    card = json.loads((DETECTOR_DIR / "card.json").read_text())
+    assert document["model"] == {k: card[k] for k in ("name", "version", "sha256")}
     status = {s["file"]: s["status"] for s in document["slides"]}
     assert status[str(bad)] == "error" and all(status[str(p)] == "ok" for p in slides)
     assert all(s["counts"]["RBC"] > 0 for s in document["slides"] if s["status"] == "ok")
     rows = list(csv.DictReader(table.open()))
     assert len(rows) == 4 and len(list(overlays.glob("*.png"))) == 3
+
+
+def test_analyze_classical_method_records_the_classifier(data_dir, classifier_dir, tmp_path):
+    slide = sorted((data_dir / "bccd" / "JPEGImages").glob("*.jpg"))[0]
+    out = tmp_path / "out.json"
+    args = ["analyze", str(slide), "--method", "classical", "--output", str(out), "--no-progress"]
+    assert main(args) == 0
+    document = json.loads(out.read_text())
+    validate(document)
+    assert document["model"]["sha256"] == json.loads((classifier_dir / "card.json").read_text())["sha256"]
 
 
 def test_analyze_usage_errors_exit_non_zero(tmp_path):

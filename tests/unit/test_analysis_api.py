@@ -74,3 +74,20 @@ def test_overlay_uses_the_class_colours():
     drawn = cv2.imdecode(np.frombuffer(draw_overlay(image, [cell]), np.uint8), cv2.IMREAD_COLOR)
     r, g, b = (int(CLASS_COLOURS["WBC"][i : i + 2], 16) for i in (1, 3, 5))
     assert tuple(drawn[10, 30]) == (b, g, r)
+
+
+def test_default_analyzer_runs_the_shipped_detector():
+    from bloodcount.vision.dense_detector import DenseDetector
+
+    analyzer = Analyzer(load_settings({}))
+    assert analyzer.method == "dense" and analyzer.classifier is None
+    assert analyzer.model_info == DenseDetector.load().info
+    result = analyzer.analyze_bytes(_png(make_smear(3).image), "s.png")
+    assert result.status == "ok" and set(result.timings) >= {"decode", "scale", "detect"}
+    validate({"schema": SCHEMA, "model": analyzer.model_info, "slides": [result.to_dict()]})
+
+
+def test_a_classifier_alone_selects_the_classical_pipeline_and_bad_methods_are_refused():
+    assert Analyzer(load_settings({}), classifier=ColourClassifier()).method == "classical"
+    with pytest.raises(ValueError, match="unknown analysis method"):
+        Analyzer(load_settings({}), method="magic")

@@ -2,9 +2,10 @@
 
 Only TXL-PBC labels are used (txl-bccd, txl-pbc, txl-raabin): they box every visible cell.
 BCCD/CBC label about half the red cells and would teach the detector to ignore the rest.
-Each slide is brought to the canonical scale with the serving code's own first stage
-(:func:`bloodcount.vision.canonical.to_canonical`), then cropped, flipped, rotated, scaled
-and colour-jittered; targets are CenterNet's: Gaussian centre heatmaps per class, box
+Each slide is brought to the canonical scale, half the time as serving does it (the OpenCV
+radius estimate, :mod:`bloodcount.vision.canonical`) and half the time from its labelled
+red-cell size (the scale the serving code's refinement pass aims at), then scale-jittered,
+cropped, flipped, rotated and colour-jittered; targets are CenterNet's: Gaussian centre heatmaps per class, box
 size and sub-cell centre offset at the centres.
 """
 
@@ -17,7 +18,7 @@ import cv2
 import numpy as np
 
 from bloodcount.vision import CLASSES
-from bloodcount.vision.canonical import plasma_colour, resize, scale_factor
+from bloodcount.vision.canonical import RBC_SIDE_PER_RADIUS, plasma_colour, resize, scale_factor
 from bloodcount.vision.proposals import estimate_cell_radius
 from training.datasets import COMPLETE_SOURCES, default_data_dir, file_sha256, read_labels
 from training.split import load_split
@@ -27,11 +28,16 @@ SIZE_UNIT = 16.0  # box sides are regressed in units of 16 canonical px (~2 for 
 # A crop that cuts a cell keeps it (TXL boxes border-cut cells) if this much of it shows.
 MIN_VISIBLE = 0.3
 GAUSSIAN_ALPHA = 0.54  # TTFNet's elliptical Gaussian: sigma = alpha * side / 6
+LABELLED_SCALE_SHARE = 0.5
+SCALE_JITTER = 1.3  # scale multiplied by a log-uniform factor in [1/1.3, 1.3]
+MIN_RED_FOR_SCALE = 4
+PLATELET_WEIGHT = 3.0  # slides holding platelets (the rarest class) are drawn this much more often
 
 
 @dataclass
 class Slide:
-    """One training slide at the canonical scale: image, boxes (N x 4), class ids, glass colour."""
+    """One training slide (original pixels), boxes (N x 4), class ids, glass colour and its two
+    canonical-scale factors: from the OpenCV estimate and from the labelled red cells."""
 
     name: str
     source: str
@@ -39,6 +45,8 @@ class Slide:
     boxes: np.ndarray
     labels: np.ndarray
     colour: tuple[int, int, int]
+    estimated_factor: float
+    labelled_factor: float
 
 
 def txl_records(side: str, data_dir: Path | None = None, split_path: Path | None = None):
@@ -50,13 +58,18 @@ def txl_records(side: str, data_dir: Path | None = None, split_path: Path | None
 
 
 def load_slide(record) -> Slide:
-    """Decode a record and bring it (and its boxes) to the canonical scale."""
+    """Decode a record and work out its canonical-scale factors."""
     image = cv2.cvtColor(cv2.imread(str(record.image_path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    factor = scale_factor(estimate_cell_radius(image))
-    small = resize(image, factor)
-    boxes = np.array([b.xyxy for b in record.boxes], np.float32).reshape(-1, 4) * factor
+    estimated = scale_factor(estimate_cell_radius(image))
+    boxes = np.array([b.xyxy for b in record.boxes], np.float32).reshape(-1, 4)
     labels = np.array([CLASSES.index(b.label) for b in record.boxes], np.int64)
-    return Slide(record.image_path.name, record.source, small, boxes, labels, plasma_colour(small))
+    h, w = image.shape[:2]
+    inner = (labels == 0) & (boxes[:, 0] > 1) & (boxes[:, 1] > 1) & (boxes[:, 2] < w - 1) & (boxes[:, 3] < h - 1)
+    sides = np.sqrt(np.prod(boxes[inner, 2:] - boxes[inner, :2], axis=1))
+    labelled = (scale_factor(float(np.median(sides)) / RBC_SIDE_PER_RADIUS)
+                if len(sides) >= MIN_RED_FOR_SCALE else estimated)
+    return Slide(record.image_path.name, record.source, image, boxes, labels, plasma_colour(image),
+                 estimated, labelled)
 
 
 def _colour_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -73,8 +86,9 @@ def _colour_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def augment(slide: Slide, crop: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A random ``crop`` x ``crop`` view: scale jitter, crop (pad with glass), flips, rot90, colour."""
-    s = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+    """A random ``crop`` x ``crop`` view: scale (+ jitter), crop (pad with glass), flips, rot90, colour."""
+    base = slide.labelled_factor if rng.random() < LABELLED_SCALE_SHARE else slide.estimated_factor
+    s = base * float(np.exp(rng.uniform(-np.log(SCALE_JITTER), np.log(SCALE_JITTER))))
     image = resize(slide.image, s)
     boxes = slide.boxes * s
     h, w = image.shape[:2]
@@ -124,8 +138,10 @@ def targets(boxes: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.ndarra
 def batches(slides: list[Slide], batch: int, crop: int, seed: int):
     """Endless (images, heat, reg, mask) batches of augmented crops, slides drawn at random."""
     rng = np.random.default_rng(seed)
+    weights = np.array([PLATELET_WEIGHT if (s.labels == 2).any() else 1.0 for s in slides])
+    weights /= weights.sum()
     while True:
-        idx = rng.integers(0, len(slides), size=batch)
+        idx = rng.choice(len(slides), size=batch, p=weights)
         out = [augment(slides[i], crop, rng) for i in idx]
         tg = [targets(b, lab, crop) for _, b, lab in out]
         yield (np.stack([o[0] for o in out]).astype(np.float32), np.stack([t[0] for t in tg]),

@@ -1,0 +1,133 @@
+"""The shipped dense cell detector, run with LiteRT, and the decoding of its heatmaps into cells.
+
+The network (``training/detector``) maps a slide at the canonical cell scale to, every 4
+pixels, three class-centre heatmaps (RBC, WBC, Platelets), a box size and a sub-cell
+centre offset. A cell is a local maximum (3x3) of the strongest class heatmap above that
+class's threshold (tuned on the validation side, stored in ``card.json``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bloodcount.vision import CLASSES
+from bloodcount.vision.canonical import CANONICAL_RBC_SIZE
+from bloodcount.vision.classifier import ModelError, read_model_dir
+
+DETECTOR_DIR = Path(__file__).resolve().parents[1] / "models" / "detector"
+CARD_KEYS = ("name", "version", "sha256", "classes", "stride", "size_unit", "canonical_radius", "thresholds")
+# Interpreters kept per input shape: slides of one lab share a few shapes, and re-allocating
+# tensors for every slide would cost more than the network itself.
+SHAPE_CACHE = 4
+
+
+class DetectorError(ModelError):
+    """The detector folder is missing, incomplete or does not match its card."""
+
+
+@dataclass
+class Peaks:
+    """Decoded cells in network-input pixels: boxes (N x 4), class ids, 3-class probabilities, peak scores."""
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    probabilities: np.ndarray
+    scores: np.ndarray
+
+
+def decode_peaks(
+    output: np.ndarray, thresholds: np.ndarray, stride: int = 4, size_unit: float = 16.0
+) -> Peaks:
+    """Cells from one H x W x 7 network output (heatmaps, size, offset), in input pixels.
+
+    Peaks are found on the maximum over classes, so one cell gives one detection even
+    where two class heatmaps both light up; its class is the strongest heatmap there.
+    """
+    heat = np.ascontiguousarray(output[..., :3], dtype=np.float32)
+    strongest = heat.max(axis=2)
+    labels_map = heat.argmax(axis=2)
+    pooled = cv2.dilate(strongest, np.ones((3, 3), np.uint8))
+    floor = np.asarray(thresholds, np.float32)[labels_map]
+    ys, xs = np.nonzero((strongest >= pooled) & (strongest >= floor))
+    labels = labels_map[ys, xs]
+    scores = strongest[ys, xs]
+    per_class = heat[ys, xs]
+    probs = per_class / np.maximum(per_class.sum(axis=1, keepdims=True), 1e-9)
+    size = np.maximum(output[ys, xs, 3:5], 0) * size_unit
+    cx = (xs + output[ys, xs, 5]) * stride
+    cy = (ys + output[ys, xs, 6]) * stride
+    boxes = np.stack([cx - size[:, 0] / 2, cy - size[:, 1] / 2, cx + size[:, 0] / 2, cy + size[:, 1] / 2], axis=1)
+    order = np.argsort(-scores, kind="stable")
+    return Peaks(boxes[order].astype(np.float64), labels[order].astype(np.int64),
+                 probs[order].astype(np.float64), scores[order].astype(np.float64))
+
+
+class DenseDetector:
+    """A LiteRT interpreter for the dense detector; build it once per process with :meth:`load`."""
+
+    def __init__(self, model_path: Path, card: dict, num_threads: int = 1) -> None:
+        self.card = card
+        if tuple(card["classes"]) != CLASSES:
+            raise DetectorError(f"{model_path}: card.json classes {card['classes']} are not {list(CLASSES)}")
+        self.stride = int(card["stride"])
+        self.size_unit = float(card["size_unit"])
+        self.canonical_radius = float(card["canonical_radius"])
+        # Median red-cell side (sqrt of box area) at the canonical scale in the training data.
+        self.canonical_rbc_size = float(card.get("canonical_rbc_size", CANONICAL_RBC_SIZE))
+        self.thresholds = np.array([card["thresholds"][c] for c in CLASSES], np.float32)
+        self._model = Path(model_path).read_bytes()
+        self._threads = num_threads
+        self._interpreters: OrderedDict[tuple[int, int], object] = OrderedDict()
+        # An interpreter is not re-entrant; a thread-pooled worker must take turns.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, model_dir: str | Path = DETECTOR_DIR, num_threads: int = 1) -> DenseDetector:
+        """Load ``model.tflite`` + ``card.json`` from ``model_dir``, checking the sha256."""
+        model_path, card = read_model_dir(
+            model_dir, CARD_KEYS, DetectorError,
+            "no detector in {dir}: expected model.tflite and card.json",
+        )
+        return cls(model_path, card, num_threads=num_threads)
+
+    @property
+    def info(self) -> dict[str, str]:
+        """The model identity recorded with every result."""
+        return {k: str(self.card[k]) for k in ("name", "version", "sha256")}
+
+    def _interpreter(self, height: int, width: int):
+        key = (height, width)
+        if key in self._interpreters:
+            self._interpreters.move_to_end(key)
+            return self._interpreters[key]
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_content=self._model, num_threads=self._threads)
+        index = interpreter.get_input_details()[0]["index"]
+        interpreter.resize_tensor_input(index, [1, height, width, 3])
+        interpreter.allocate_tensors()
+        self._interpreters[key] = interpreter
+        if len(self._interpreters) > SHAPE_CACHE:
+            self._interpreters.popitem(last=False)
+        return interpreter
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """The raw H/stride x W/stride x 7 output for one RGB uint8 image (sides multiples of 32)."""
+        h, w = image.shape[:2]
+        with self._lock:
+            interpreter = self._interpreter(h, w)
+            index = interpreter.get_input_details()[0]["index"]
+            interpreter.set_tensor(index, image[None].astype(np.float32))
+            interpreter.invoke()
+            return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0].copy()
+
+    def find(self, image: np.ndarray, thresholds: np.ndarray | None = None) -> Peaks:
+        """Cells of one canonical-scale image (padded to multiples of 32), in its pixels."""
+        t = self.thresholds if thresholds is None else thresholds
+        return decode_peaks(self.predict(image), t, self.stride, self.size_unit)

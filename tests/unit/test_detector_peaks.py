@@ -1,0 +1,70 @@
+"""Heatmap peak decoding: synthetic network outputs in, boxes, classes and probabilities out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bloodcount.vision.canonical import PAD_MULTIPLE, plasma_colour, to_canonical
+from bloodcount.vision.dense_detector import decode_peaks
+
+THRESHOLDS = np.array([0.3, 0.3, 0.3], np.float32)
+
+
+def _output(h: int = 20, w: int = 24) -> np.ndarray:
+    return np.zeros((h, w, 7), np.float32)
+
+
+def _cell(out: np.ndarray, x: int, y: int, cls: int, peak: float, size=(2.0, 2.0), offset=(0.5, 0.5)) -> None:
+    ys, xs = np.mgrid[0 : out.shape[0], 0 : out.shape[1]]
+    g = peak * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 0.8**2))
+    out[..., cls] = np.maximum(out[..., cls], g)
+    out[y, x, 3:5] = size
+    out[y, x, 5:7] = offset
+
+
+def test_one_peak_gives_one_box_in_input_pixels():
+    out = _output()
+    _cell(out, 10, 5, cls=1, peak=0.9, size=(3.0, 2.0), offset=(0.25, 0.75))
+    peaks = decode_peaks(out, THRESHOLDS, stride=4, size_unit=16)
+    assert len(peaks.boxes) == 1 and peaks.labels.tolist() == [1]
+    cx, cy = (10 + 0.25) * 4, (5 + 0.75) * 4
+    np.testing.assert_allclose(peaks.boxes[0], [cx - 24, cy - 16, cx + 24, cy + 16], atol=1e-4)
+    assert peaks.scores[0] == pytest.approx(0.9, abs=1e-6)
+
+
+def test_touching_cells_two_cells_apart_are_both_found():
+    out = _output()
+    _cell(out, 6, 8, cls=0, peak=0.8)
+    _cell(out, 8, 8, cls=0, peak=0.7)
+    peaks = decode_peaks(out, THRESHOLDS)
+    assert len(peaks.boxes) == 2
+    assert peaks.scores.tolist() == sorted(peaks.scores.tolist(), reverse=True)
+
+
+def test_per_class_thresholds_and_one_detection_per_place():
+    out = _output()
+    _cell(out, 4, 4, cls=2, peak=0.25)  # a faint platelet
+    _cell(out, 15, 12, cls=0, peak=0.6)
+    out[12, 15, 1] = 0.3  # the WBC map also lights up under the red cell
+    assert decode_peaks(out, THRESHOLDS).labels.tolist() == [0]
+    low_platelets = np.array([0.3, 0.3, 0.2], np.float32)
+    peaks = decode_peaks(out, low_platelets)
+    assert sorted(peaks.labels.tolist()) == [0, 2]
+    red = peaks.probabilities[peaks.labels == 0][0]
+    assert red.sum() == pytest.approx(1.0) and red[0] == pytest.approx(0.6 / 0.9, abs=1e-5)
+
+
+def test_empty_heatmap_gives_no_cells():
+    peaks = decode_peaks(_output(), THRESHOLDS)
+    assert peaks.boxes.shape == (0, 4) and len(peaks.labels) == 0 and peaks.probabilities.shape == (0, 3)
+
+
+def test_canonical_image_is_padded_to_the_network_multiple_with_glass():
+    image = np.full((100, 150, 3), (230, 220, 210), np.uint8)
+    image[40:60, 40:60] = (150, 60, 90)
+    canon = to_canonical(image, radius=8.0)
+    h, w = canon.image.shape[:2]
+    assert h % PAD_MULTIPLE == 0 and w % PAD_MULTIPLE == 0
+    assert canon.factor == pytest.approx(2.0) and canon.size == (300, 200)
+    assert tuple(canon.image[-1, -1]) == plasma_colour(image) == (230, 220, 210)
