@@ -89,11 +89,25 @@ def _sum_if_done(col):
     return func.coalesce(func.sum(case((VIEW.c.status == "done", col), else_=0)), 0)
 
 
+# A cell starting with one of these is run as a formula by spreadsheet programs: a lab's
+# file name or reference such as "=HYPERLINK(...)" must arrive as text (OWASP: CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def to_csv(rows: Iterable[dict[str, Any]], fields: list[str]) -> str:
-    """CSV text with a header row; datetimes in ISO 8601, missing values empty."""
+    """CSV text with a header row; datetimes in ISO 8601, missing values empty, text that a
+    spreadsheet would take for a formula prefixed with an apostrophe."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()})
+        writer.writerow({k: _cell(v) for k, v in row.items()})
     return out.getvalue()
