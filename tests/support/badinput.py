@@ -44,7 +44,9 @@ def zip_bomb(uncompressed: int) -> bytes:
     """One member of ``uncompressed`` zero bytes behind a JPEG header (kilobytes on the wire)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        with archive.open(zipfile.ZipInfo("bomb.jpg"), "w", force_zip64=True) as out:
+        info = zipfile.ZipInfo("bomb.jpg")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with archive.open(info, "w", force_zip64=True) as out:
             out.write(b"\xff\xd8\xff\xe0")
             chunk = b"\x00" * (1 << 20)
             for _ in range(uncompressed >> 20):
