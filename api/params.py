@@ -15,13 +15,16 @@ def refuse_nul() -> None:
     PostgreSQL text cannot hold NUL, so such a value used to reach the database and fail
     there as a 500; no id, filter or reference ever contains one.
     """
+    def nul(*texts) -> bool:  # a part without a name has None for its key
+        return any(isinstance(t, str) and "\x00" in t for t in texts)
+
     where = None
     if "\x00" in request.path:
         where = "the path"
-    elif any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+    elif any(nul(k, v) for k, v in request.args.items(multi=True)):
         where = "a query parameter"
     elif request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded") and any(
-        "\x00" in k or "\x00" in v for k, v in request.form.items(multi=True)
+        nul(k, v) for k, v in request.form.items(multi=True)
     ):
         where = "a form field"
     if where is not None:

@@ -226,6 +226,13 @@ CASES = [
         ("no slides",),
     ),
     Case(
+        "multipart part without a name",
+        raw(b"--b0undary\r\nContent-Disposition: form-data\r\n\r\nv\r\n--b0undary--\r\n",
+            "multipart/form-data; boundary=b0undary"),
+        422,
+        ("no slides",),
+    ),
+    Case(
         "files under another field",
         raw(multipart([("upload", "a.jpg", GOOD)]), "multipart/form-data; boundary=b0undary"),
         422,
