@@ -24,10 +24,14 @@ class AugmentConfig:
     vflip: bool = True  # cells have no up/down, so this is free extra data
     stain: bool = True  # hue/saturation/brightness/contrast and per-channel gain
     blur_scale: bool = True  # lower resolution or slight defocus, as at other magnifications
+    hue: float = 8.0  # OpenCV hue units (180 = full circle)
+    saturation: float = 0.3
 
 
 STUDY = AugmentConfig(vflip=False, stain=False, blur_scale=False)
 DEFAULT = AugmentConfig()
+# Hue carries the RBC (pink) vs platelet (purple) difference once crop_cell has removed size.
+DEFAULT_MILD_STAIN = AugmentConfig(hue=4.0, saturation=0.2)
 
 
 def _affine(size: int, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
@@ -46,10 +50,10 @@ def _affine(size: int, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarr
     return np.hstack([lin, offset[:, None]])
 
 
-def _stain(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _stain(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
     hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float32)
-    hsv[..., 0] = (hsv[..., 0] + rng.uniform(-8, 8)) % 180
-    hsv[..., 1] *= rng.uniform(0.7, 1.3)
+    hsv[..., 0] = (hsv[..., 0] + rng.uniform(-cfg.hue, cfg.hue)) % 180
+    hsv[..., 1] *= rng.uniform(1 - cfg.saturation, 1 + cfg.saturation)
     hsv[..., 2] *= rng.uniform(0.8, 1.2)
     out = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
     out *= rng.uniform(0.92, 1.08, 3)  # per-channel gain: a different stain batch or camera
@@ -77,7 +81,7 @@ def augment_batch(batch: np.ndarray, cfg: AugmentConfig, rng: np.random.Generato
         img = cv2.warpAffine(img, _affine(size, cfg, rng), (size, size),
                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         if cfg.stain:
-            img = _stain(img, rng)
+            img = _stain(img, cfg, rng)
         if cfg.blur_scale:
             img = _blur_scale(img, rng)
         out[i] = img

@@ -37,8 +37,9 @@ def profile_row(card: dict[str, Any], note: str = "") -> dict[str, Any]:
     }
 
 
-def install(model_dir: Path, target: Path = INSTALL_DIR, compare: list[Path] | None = None) -> Path:
-    """Copy the model files (``.keras`` only if under 10 MB) and add the profile table."""
+def install(model_dir: Path, target: Path = INSTALL_DIR, compare: list[str] | None = None) -> Path:
+    """Copy the model files (``.keras`` only if under 10 MB); ``compare`` (``DIR[:NOTE]``)
+    folders make the card's profile table."""
     model_dir = Path(model_dir)
     target.mkdir(parents=True, exist_ok=True)
     for name in INSTALL_FILES:
@@ -51,13 +52,14 @@ def install(model_dir: Path, target: Path = INSTALL_DIR, compare: list[Path] | N
     if compare:
         card = json.loads((target / "card.json").read_text())
         rows = []
-        for folder in compare:
+        for item in compare:
+            folder, _, note = str(item).partition(":")
             path = Path(folder) / "card.json"
             if path.is_file():
                 other = json.loads(path.read_text())
                 shipped = other["sha256"] == card["sha256"]
-                rows.append(profile_row(other, "shipped" if shipped else ""))
-        card["profiles_table"] = sorted(rows, key=lambda r: (r["profile"], r["input_size"]))
+                rows.append(profile_row(other, "; ".join(filter(None, ["shipped" if shipped else "", note]))))
+        card["profiles_table"] = rows
         write_card(target, card)
     return target
 
@@ -65,7 +67,8 @@ def install(model_dir: Path, target: Path = INSTALL_DIR, compare: list[Path] | N
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", type=Path)
-    parser.add_argument("--compare", type=Path, nargs="*", default=[])
+    parser.add_argument("--compare", nargs="*", default=[], metavar="DIR[:NOTE]",
+                        help="model folders to list in the card's profile table")
     args = parser.parse_args(argv)
     print(install(args.model_dir, compare=args.compare))
     return 0

@@ -53,10 +53,11 @@ def read_rgb(record: ImageRecord, report: ReadReport) -> np.ndarray | None:
 def build_crops(
     records: list[ImageRecord], size: int, classes: tuple[str, ...], *, seed: int,
     jitter_copies: int = 0, negatives: bool = False, context: float = CONTEXT,
-    report: ReadReport | None = None,
+    report: ReadReport | None = None, border_jitter_copies: int | None = None,
 ) -> CropSet:
-    """Crops of every usable labelled box, ``jitter_copies`` jittered copies of each, and
-    (if ``negatives`` and the image's labels are complete) background crops."""
+    """Crops of every usable labelled box, ``jitter_copies`` jittered copies of each
+    (``border_jitter_copies`` for boxes touching the image edge), and (if ``negatives`` and
+    the image's labels are complete) background crops."""
     report = report or ReadReport()
     xs, ys, images, kinds, files, boxes = [], [], [], [], [], []
     index = {name: i for i, name in enumerate(classes)}
@@ -83,7 +84,11 @@ def build_crops(
                 continue
             usable.append(b)
             add(img, b.xyxy, b.label, "box", record)
-            for _ in range(jitter_copies):
+            at_border = b.x0 <= 2 or b.y0 <= 2 or b.x1 >= w - 2 or b.y1 >= h - 2
+            # Edge-cut cells look odd once crop_cell mirrors the border: most errors are there.
+            copies = jitter_copies if border_jitter_copies is None or not at_border \
+                else border_jitter_copies
+            for _ in range(copies):
                 add(img, jitter_box(b.xyxy, rng), b.label, "jitter", record)
         if negatives and BACKGROUND in index and record.complete:
             for box, kind in sample_negatives([b.xyxy for b in record.boxes], w, h, rng,

@@ -17,7 +17,7 @@ import numpy as np
 
 from bloodcount.vision.crops import CONTEXT
 from training import split as split_mod
-from training.augment import DEFAULT, STUDY, AugmentConfig, augment_batch
+from training.augment import DEFAULT, DEFAULT_MILD_STAIN, STUDY, AugmentConfig, augment_batch
 from training.datasets import (
     BACKGROUND,
     CELL_CLASSES,
@@ -45,6 +45,8 @@ class Profile:
     alpha: float = 0.35
     background: bool = True
     jitter_copies: int = 1  # jittered (IoU > 0.7) copies of each positive box, train side
+    border_jitter_copies: int | None = None  # copies for boxes at the image edge (None: same)
+    class_weight_power: float = 1.0  # 1: balanced N/(K n_c); 0.5: its square root, milder
     augment: AugmentConfig = DEFAULT
     phase1_epochs: int = 25
     phase1_views: int = 2  # augmented views of each crop whose frozen features are cached
@@ -67,7 +69,10 @@ PROFILES = {
                     phase1_views=1, phase1_epochs=25, phase2_epochs=3, rbc_per_epoch=3000,
                     notes=["seed profile shortened for 2 CPU cores: phase 2 capped at 3 epochs "
                            "and 3000 RBC crops drawn per epoch (all WBC and platelets)"]),
-    "default": Profile("default", 96),
+    # Run 2 of the 96 px default had 11 RBC -> platelet confusions, most on edge-cut cells:
+    # extra jittered copies of edge boxes, milder class weights and stain jitter address them.
+    "default": Profile("default", 96, border_jitter_copies=2, class_weight_power=0.5,
+                       augment=DEFAULT_MILD_STAIN),
 }
 
 
@@ -93,10 +98,10 @@ def epoch_indices(y: np.ndarray, cap: int | None, rbc: int, rng: np.random.Gener
     return rng.permutation(idx)
 
 
-def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
-    """Balanced weights N / (K * n_c) of the epoch's composition."""
+def class_weights(y: np.ndarray, n_classes: int, power: float = 1.0) -> np.ndarray:
+    """Balanced weights (N / (K * n_c)) ** power of the epoch's composition."""
     counts = np.bincount(y, minlength=n_classes).astype(float)
-    return np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
+    return np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0) ** power
 
 
 def _sequence(x: np.ndarray, y: np.ndarray, profile: Profile, seed: int, weights: np.ndarray):
@@ -169,7 +174,7 @@ def fit(profile: Profile, crops: dict[str, CropSet], weights_path: Path | None, 
                  view + 1, profile.phase1_views, len(idx), time.time() - t0)
     f_train, y_train = np.concatenate(feats), np.concatenate(labels)
     f_val = features.predict(val.x.astype(np.float32), batch_size=128, verbose=0)
-    cw = class_weights(y_train, n)
+    cw = class_weights(y_train, n, profile.class_weight_power)
     head.compile(optimizer=keras.optimizers.Adam(profile.lr1), loss="categorical_crossentropy",
                      metrics=["accuracy"])
     h1 = head.fit(f_train, keras.utils.to_categorical(y_train, n), sample_weight=cw[y_train],
@@ -188,7 +193,8 @@ def fit(profile: Profile, crops: dict[str, CropSet], weights_path: Path | None, 
 
         unfreeze_top(base)
         seq_weights = class_weights(
-            train.y[epoch_indices(train.y, profile.rbc_per_epoch, 0, rng)], n)
+            train.y[epoch_indices(train.y, profile.rbc_per_epoch, 0, rng)], n,
+            profile.class_weight_power)
         model.compile(optimizer=keras.optimizers.Adam(profile.lr2), loss="categorical_crossentropy",
                       metrics=["accuracy"])
         h2 = model.fit(_sequence(train.x, train.y, profile, seed + 1, seq_weights),
@@ -217,6 +223,8 @@ def prepare_crops(profile: Profile, data_dirs: list[Path], manifest: dict[str, A
     return {
         side: build_crops(recs, profile.input_size, profile.classes, seed=seed,
                           jitter_copies=profile.jitter_copies if side == "train" else 0,
+                          border_jitter_copies=(profile.border_jitter_copies
+                                                if side == "train" else None),
                           negatives=profile.background, report=report)
         for side, recs in by_side.items()
     }
@@ -249,7 +257,8 @@ def write_card(out_dir: Path, card: dict[str, Any]) -> None:
         f"- model.tflite sha256 `{card['sha256']}`",
         f"- split manifest `training/splits/default.json` sha256 `{card['split_manifest_sha256']}`",
         f"- created {card['created']} by `{card['command']}`",
-        f"- training time {card['training']['seconds']:.0f} s on {card['training']['machine']}", "",
+        f"- training time {card['training']['seconds']:.0f} s on {card['training']['machine']}"
+        + (f" ({card['training']['note']})" if card["training"].get("note") else ""), "",
         "## Test split (image-grouped), 3 cell classes", "",
         "| view | accuracy | macro F1 | RBC F1 | WBC F1 | Platelets F1 | errors / n |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -344,6 +353,7 @@ def run(profile: Profile, data_dirs: list[Path] | None, output: Path, seed: int 
                     "tflite_vs_keras_top1_agreement": round(agreement, 5),
                     "evaluated_on": "model.tflite, test side of the split manifest"},
         "training": {"seconds": round(train_seconds, 1), "seed": seed,
+                     "load_average_at_end": _load_average(),
                      "machine": _machine(), "profile": _jsonable(asdict(profile)),
                      "epochs_run": len(history["loss"]),
                      "phase1_epochs_run": history["phase_boundaries"][0]},
@@ -366,6 +376,14 @@ def run(profile: Profile, data_dirs: list[Path] | None, output: Path, seed: int 
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
+
+
+def _load_average() -> str:
+    # Other jobs on the same cores inflate the time; the load average says by how much.
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 def _machine() -> str:

@@ -18,25 +18,31 @@ from pathlib import Path
 import numpy as np
 
 from bloodcount.vision import CLASSES
-from bloodcount.vision.canonical import CANONICAL_RADIUS, PAD_MULTIPLE
+from bloodcount.vision.canonical import CANONICAL_RADIUS, CANONICAL_RBC_SIZE, PAD_MULTIPLE
 
 NAME = "bloodcount-dense-detector"
 GRID = np.round(np.arange(0.05, 0.901, 0.025), 3)
 
 
-def _card_base(model_path: Path, thresholds: dict[str, float]) -> dict:
+def _card_base(
+    model_path: Path, thresholds: dict[str, float], flip_average: bool = False, inference_scale: float = 1.0
+) -> dict:
     from training.detector.data import SIZE_UNIT, STRIDE
     from training.detector.export import sha256_file
 
     return {
         "name": NAME, "version": "1.0.0", "sha256": sha256_file(model_path),
         "classes": list(CLASSES), "stride": STRIDE, "size_unit": SIZE_UNIT,
-        "canonical_radius": CANONICAL_RADIUS, "pad_multiple": PAD_MULTIPLE,
+        "canonical_radius": CANONICAL_RADIUS, "canonical_rbc_size": round(CANONICAL_RBC_SIZE, 2),
+        "pad_multiple": PAD_MULTIPLE, "flip_average": flip_average, "inference_scale": inference_scale,
         "thresholds": thresholds,
     }
 
 
-def collect(model_path: Path, side: str, data_dir: Path | None = None):
+def collect(
+    model_path: Path, side: str, data_dir: Path | None = None, flip_average: bool = False,
+    inference_scale: float = 1.0,
+):
     """(record, Detections) for every TXL slide on ``side``, peaks kept down to the lowest threshold."""
     import cv2
 
@@ -44,7 +50,7 @@ def collect(model_path: Path, side: str, data_dir: Path | None = None):
     from bloodcount.vision.detect import detect_cells_dense
     from training.detector.data import txl_records
 
-    card = _card_base(model_path, {c: float(GRID[0]) for c in CLASSES})
+    card = _card_base(model_path, {c: float(GRID[0]) for c in CLASSES}, flip_average, inference_scale)
     detector = DenseDetector(model_path, card)
     out = []
     for record in txl_records(side, data_dir):
@@ -95,6 +101,12 @@ def score(collected, thresholds: dict[str, float]) -> dict:
     return summarise_by_source(scores)
 
 
+def macro_f1(sources: dict) -> float:
+    """Mean F1 over every (source, class) with labelled cells: the validation figure of merit."""
+    f1s = [m["f1"] for v in sources.values() for m in v["classes"].values() if m["true"]]
+    return float(np.mean(f1s))
+
+
 def _table(sources: dict) -> list[str]:
     lines = ["| source | slides | class | count acc | MAE/slide | P | R | F1 |", "|---|---|---|---|---|---|---|---|"]
     for source, summary in sorted(sources.items()):
@@ -109,15 +121,25 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, default=Path("var/detector"))
     parser.add_argument("--out", type=Path, default=Path("bloodcount/models/detector"))
+    parser.add_argument("--flip-average", action="store_true",
+                        help="average each slide's output with its mirror image's (tuned that way)")
+    parser.add_argument("--inference-scales", default="1.0,1.15,1.3",
+                        help="candidate cell magnifications over canonical; the best on validation is kept")
     parser.add_argument("--test-eval", type=Path, help="evaluation JSON of the shipped model on --split test")
     args = parser.parse_args(argv)
     from training.split import manifest_sha256
 
     model_path = args.run / "model.tflite"
-    val = collect(model_path, "val")
-    thresholds = tune(val)
+    candidates = []
+    for k in (float(v) for v in args.inference_scales.split(",")):
+        val = collect(model_path, "val", flip_average=args.flip_average, inference_scale=k)
+        thresholds = tune(val)
+        metrics = score(val, thresholds)
+        candidates.append((macro_f1(metrics), k, thresholds, metrics))
+        print(f"inference scale {k}: validation macro F1 {candidates[-1][0]:.4f}", flush=True)
+    _, scale, thresholds, val_metrics = max(candidates, key=lambda c: c[0])
     train_log = json.loads((args.run / "train_log.json").read_text())
-    card = _card_base(model_path, thresholds)
+    card = _card_base(model_path, thresholds, args.flip_average, scale)
     card.update({
         "input": "float32 [1, H, W, 3], raw RGB 0..255 (preprocessing inside the model); H and W "
                  "resizable, multiples of pad_multiple",
@@ -134,11 +156,15 @@ def main(argv: list[str] | None = None) -> None:
             "final_losses": train_log["log"][-1],
         },
         "thresholds_tuned_on": "validation side, best pooled F1 per class at IoU 0.5",
-        "metrics": {"val": score(val, thresholds)},
+        "inference_scale_tuned_on": {"side": "validation", "figure": "macro F1 over source x class",
+                                     "candidates": {str(c[1]): round(c[0], 4) for c in candidates}},
+        "metrics": {"val": val_metrics},
         "created": dt.date.today().isoformat(),
         "commands": [
             f"nice -n 10 .venv/bin/python -m training.detector.train --steps {train_log['steps']} --out {args.run}",
             f"nice -n 10 .venv/bin/python -m training.detector.ship --run {args.run} --out {args.out}"
+            + (" --flip-average" if args.flip_average else "")
+            + f" --inference-scales {args.inference_scales}"
             + (f" --test-eval {args.test_eval}" if args.test_eval else ""),
         ],
     })
@@ -159,6 +185,8 @@ def main(argv: list[str] | None = None) -> None:
           f"so red cells have a {CANONICAL_RADIUS:g} px radius; the network predicts class-centre heatmaps,",
           "box sizes and offsets every 4 px; cells are 3x3 heatmap peaks above the per-class thresholds.", "",
           f"- sha256 `{card['sha256']}`", f"- thresholds (tuned on validation): {thresholds}",
+          f"- inference scale {scale} x canonical, flip averaging {args.flip_average} (chosen on validation: "
+          f"macro F1 {card['inference_scale_tuned_on']['candidates']})",
           f"- trained on {card['training']['train_slides']} TXL-PBC train-side slides, "
           f"{card['training']['steps']} steps x {card['training']['batch']} crops of {card['training']['crop']} px, "
           f"{card['training']['seconds']:.0f} s on 2 shared CPU cores",
