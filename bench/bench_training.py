@@ -47,8 +47,11 @@ def section(card: dict, wall: float | None, command: str, load_before: str) -> s
     rows = [
         HEADING, "",
         f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: {_cpu()}, {os.cpu_count()} CPU cores visible; load average before "
-        f"{load_before}, after {_load()} (other engineers share these cores, so times may be inflated)",
+        f"- machine: {_cpu()}, {os.cpu_count()} CPU cores visible; "
+        + (f"load average before {load_before}, after {_load()}" if wall is not None else
+           "recorded from the run's model card: "
+           + (card["training"].get("note") or card["training"].get("load_average_at_end", "")))
+        + " (other engineers share these cores, so times may be inflated)",
         f"- command: `{command}`",
         f"- model: profile {card['profile']}, input {card['input_size']} px, alpha {card['alpha']}, "
         f"classes {', '.join(card['classes'])}",
