@@ -53,7 +53,8 @@ def classify_dataset(
             continue
         h, w = img.shape[:2]
         boxes = [b for b in record.boxes if is_usable_box(b.xyxy, w, h)]
-        report.counts["degenerate box"] += len(record.boxes) - len(boxes)
+        if len(boxes) < len(record.boxes):
+            report.counts["degenerate box"] += len(record.boxes) - len(boxes)
         if not boxes:
             continue
         crops = np.stack([crop_cell(img, b.xyxy, lite.size, card.get("context", 0.15))
