@@ -139,6 +139,11 @@ class Settings:
     task_max_retries: int = _setting(
         5, "Retries of a slide task after a transient error.", _positive_int
     )
+    orphan_after_seconds: int = _setting(
+        3600,
+        "Images left by an interrupted upload (no batch row) are deleted after this age.",
+        _positive_int,
+    )
     stuck_after_seconds: int = _setting(
         600, "A slide queued or processing longer than this is re-enqueued.", _positive_int
     )

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 TASK_PROCESS_SLIDE = "bloodcount.process_slide"
 TASK_RECONCILE = "bloodcount.reconcile"
+TASK_SWEEP_ORPHANS = "bloodcount.sweep_orphans"
 QUEUE_NAME = "bloodcount"
 
 
@@ -46,7 +47,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
         "beat_schedule": {
-            "reconcile": {"task": TASK_RECONCILE, "schedule": reconcile_interval(settings)}
+            "reconcile": {"task": TASK_RECONCILE, "schedule": reconcile_interval(settings)},
+            "sweep-orphans": {
+                "task": TASK_SWEEP_ORPHANS,
+                "schedule": float(max(60, settings.orphan_after_seconds // 2)),
+            },
         },
         "beat_schedule_filename": str(settings.broker_folder / "beat-schedule"),
     }

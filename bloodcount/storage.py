@@ -13,6 +13,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlparse
@@ -45,6 +46,7 @@ class ObjectInfo:
     key: str
     size: int
     content_type: str | None
+    modified: datetime | None = None
 
 
 def validate_key(key: str) -> str:
@@ -83,8 +85,12 @@ class ObjectStore(ABC):
         """Remove the object; deleting a missing key is not an error."""
 
     @abstractmethod
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Objects whose keys start with ``prefix``, in lexical order, with size and age."""
+
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys starting with ``prefix``, in lexical order."""
+        return (info.key for info in self.list_info(prefix))
 
     def exists(self, key: str) -> bool:
         try:
@@ -147,19 +153,19 @@ class FolderStore(ObjectStore):
         path = self._path(key)
         if not path.is_file():
             raise ObjectNotFound(f"no object at {key!r}")
-        return ObjectInfo(key=key, size=path.stat().st_size, content_type=None)
+        return _file_info(key, path)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
-    def list(self, prefix: str = "") -> Iterator[str]:
-        keys = []
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        found = []
         for path in self.root.rglob("*"):
             if path.is_file() and not path.name.startswith(".tmp-"):
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
-                    keys.append(key)
-        return iter(sorted(keys))
+                    found.append((key, path))
+        return (_file_info(key, path) for key, path in sorted(found))
 
     def check(self) -> None:
         if not os.access(self.root, os.W_OK):
@@ -246,7 +252,7 @@ class S3Store(ObjectStore):
             "delete", key, self.client.delete_object, Bucket=self.bucket, Key=self._full(key)
         )
 
-    def list(self, prefix: str = "") -> Iterator[str]:
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
         full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
         strip = len(self.prefix) + 1 if self.prefix else 0
         paginator = self.client.get_paginator("list_objects_v2")
@@ -255,7 +261,12 @@ class S3Store(ObjectStore):
         )
         for page in pages:
             for item in page.get("Contents", []):
-                yield item["Key"][strip:]
+                yield ObjectInfo(
+                    key=item["Key"][strip:],
+                    size=item["Size"],
+                    content_type=None,
+                    modified=item.get("LastModified"),
+                )
 
     def presigned_get_url(self, key: str, expires: int = 3600) -> str:
         return self.client.generate_presigned_url(
@@ -284,6 +295,16 @@ class S3Store(ObjectStore):
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError:
             self.client.create_bucket(Bucket=self.bucket)
+
+
+def _file_info(key: str, path: Path) -> ObjectInfo:
+    stat = path.stat()
+    return ObjectInfo(
+        key=key,
+        size=stat.st_size,
+        content_type=None,
+        modified=datetime.fromtimestamp(stat.st_mtime, UTC),
+    )
 
 
 def open_store(

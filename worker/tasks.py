@@ -7,7 +7,7 @@ import logging
 from celery import Task, signals
 
 from bloodcount import services
-from bloodcount.queue import TASK_PROCESS_SLIDE, TASK_RECONCILE, TaskQueue
+from bloodcount.queue import TASK_PROCESS_SLIDE, TASK_RECONCILE, TASK_SWEEP_ORPHANS, TaskQueue
 from bloodcount.resources import Resources
 from worker.celery_app import app, settings
 
@@ -64,3 +64,8 @@ def process_slide(slide_id: str) -> str:
 def reconcile() -> dict[str, int]:
     outcome = services.reconcile(resources(), TaskQueue(settings, app=app).enqueue_slides)
     return {"requeued": len(outcome.requeued), "gave_up": len(outcome.gave_up)}
+
+
+@app.task(name=TASK_SWEEP_ORPHANS)
+def sweep_orphans() -> int:
+    return len(services.sweep_orphans(resources()))

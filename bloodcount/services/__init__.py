@@ -2,7 +2,7 @@
 
 Submodules hold one concern each: ``batches`` (submit, status, list, retry, reprocess),
 ``slides`` (one slide in full), ``processing`` (the worker's side: analyse one slide,
-reconcile), ``reports``, ``uploads`` (sniffing and zip archives), ``errors``. Importing
+reconcile), ``housekeeping`` (orphaned uploads), ``reports``, ``uploads`` (sniffing and zip archives), ``errors``. Importing
 this package never loads the classifier or OpenCV; only ``process_slide`` does, lazily.
 """
 
@@ -27,6 +27,7 @@ from bloodcount.services.errors import (
     TooLarge,
     TransientError,
 )
+from bloodcount.services.housekeeping import sweep_orphans
 from bloodcount.services.paging import Page, PageRequest
 from bloodcount.services.processing import mark_failed, process_slide, reconcile
 from bloodcount.services.reports import batch_report, counts_report, to_csv
@@ -38,5 +39,5 @@ __all__ = [
     "ServiceError", "SlideFile", "Submission", "TooLarge", "TransientError", "batch_report",
     "batch_summary", "counts_report", "create_upload_batch", "expand_uploads", "list_batches",
     "list_slides", "mark_failed", "process_slide", "reconcile", "reprocess", "retry_failed",
-    "slide_detail", "slide_object", "submit_batch", "submit_uploaded", "to_csv",
+    "slide_detail", "slide_object", "submit_batch", "submit_uploaded", "sweep_orphans", "to_csv",
 ]

@@ -227,21 +227,24 @@ def reconcile(res: Resources, enqueue: Enqueue, now: datetime | None = None, lim
 
     A message the broker lost, or a worker that died holding one, leaves its slide in
     queued/processing with an old ``updated_at``; this finds it by the (status,
-    updated_at) index. After ``task_max_retries`` re-sends it is failed with the reason.
+    updated_at) index. Only a slide that workers took and never finished (processing)
+    is failed, after ``task_max_retries`` re-sends: a queued slide may simply be waiting
+    behind a long queue, and re-sending it is harmless (a finished slide skips its
+    duplicate message), so it is re-sent but never given up on.
     """
     now = now or utcnow()
     cutoff = now - timedelta(seconds=res.settings.stuck_after_seconds)
     outcome = Reconciliation()
     with res.sessions.begin() as session:
         rows = session.execute(
-            select(Slide.id, Slide.requeues, Slide.error)
+            select(Slide.id, Slide.status, Slide.requeues, Slide.error)
             .where(Slide.status.in_(ACTIVE), Slide.updated_at < cutoff)
             .order_by(Slide.updated_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
         for row in rows:
-            if row.requeues >= res.settings.task_max_retries:
+            if row.status == "processing" and row.requeues >= res.settings.task_max_retries:
                 reason = f"lost {row.requeues + 1} times (no worker finished it within {res.settings.stuck_after_seconds} s)"
                 if row.error:
                     reason += f"; last error: {row.error}"

@@ -147,3 +147,19 @@ def test_reconciler_resends_stuck_slides_and_gives_up_in_the_end(queued):
 )
 def test_batch_status_is_derived_from_slide_counts(counts, status):
     assert derive_status(counts) == status
+
+
+def test_reconciler_never_fails_a_slide_that_is_only_waiting_in_a_long_queue(queued):
+    """A queued slide no worker has taken yet may be behind thousands of others: it is
+    re-sent (harmless) but never failed as lost, however long it waits."""
+    res = queued.resources
+    waiting, _ = queued.slide_ids
+    resent: list[str] = []
+    later = utcnow()
+    for _ in range(queued.settings.task_max_retries + 3):
+        later += timedelta(seconds=queued.settings.stuck_after_seconds + 5)
+        outcome = services.reconcile(res, resent.extend, now=later)
+        assert waiting in outcome.requeued and outcome.gave_up == []
+    assert _slide(queued, waiting).status == "queued"
+    assert process_slide(res, waiting, queued.analyzer) == "done"
+    assert process_slide(res, waiting, queued.analyzer) == "skipped"  # its duplicates are no-ops
