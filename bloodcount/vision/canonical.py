@@ -29,6 +29,11 @@ PAD_MULTIPLE = 32
 MIN_FACTOR, MAX_FACTOR = 0.1, 2.0
 
 
+# The radius estimate works on a ~160 x 120 probe; on a large slide that probe would shrink
+# cells to a few pixels, so it looks at slide-sized windows of this size instead.
+WINDOW = (640, 480)
+
+
 @dataclass(frozen=True)
 class Canonical:
     """A slide resized by ``factor`` (``size`` = width, height before padding) and padded."""
@@ -73,9 +78,25 @@ def padded_size(n: int, multiple: int = PAD_MULTIPLE) -> int:
     return max(multiple, -(-n // multiple) * multiple)
 
 
+def estimate_slide_radius(image: np.ndarray) -> float:
+    """Red-cell radius (px) of a slide of any size: the median over up to five windows."""
+    h, w = image.shape[:2]
+    ww, wh = WINDOW
+    if h * w <= 2 * ww * wh:
+        return estimate_cell_radius(image)
+    # The centre and the centres of the four quadrants, clipped to the slide.
+    centres = [(w / 2, h / 2)] + [(w * fx, h * fy) for fx in (0.25, 0.75) for fy in (0.25, 0.75)]
+    estimates = []
+    for cx, cy in centres:
+        x0 = int(np.clip(cx - ww / 2, 0, max(w - ww, 0)))
+        y0 = int(np.clip(cy - wh / 2, 0, max(h - wh, 0)))
+        estimates.append(estimate_cell_radius(image[y0 : y0 + wh, x0 : x0 + ww]))
+    return float(np.median(estimates))
+
+
 def to_canonical(image: np.ndarray, radius: float | None = None) -> Canonical:
     """Resize an RGB uint8 slide to the canonical cell scale and pad it for the network."""
-    radius = estimate_cell_radius(image) if radius is None else float(radius)
+    radius = estimate_slide_radius(image) if radius is None else float(radius)
     factor = scale_factor(radius)
     small = resize(image, factor)
     h, w = small.shape[:2]

@@ -81,6 +81,11 @@ class DenseDetector:
         # Median red-cell side (sqrt of box area) at the canonical scale in the training data.
         self.canonical_rbc_size = float(card.get("canonical_rbc_size", CANONICAL_RBC_SIZE))
         self.thresholds = np.array([card["thresholds"][c] for c in CLASSES], np.float32)
+        # Average the outputs of the slide and its mirror image (the card says whether the
+        # thresholds were tuned that way): steadier peaks for borderline cells.
+        self.flip_average = bool(card.get("flip_average", False))
+        # Cells are shown to the network this much larger than canonical (tuned on validation).
+        self.inference_scale = float(card.get("inference_scale", 1.0))
         self._model = Path(model_path).read_bytes()
         self._threads = num_threads
         self._interpreters: OrderedDict[tuple[int, int], object] = OrderedDict()
@@ -117,15 +122,24 @@ class DenseDetector:
             self._interpreters.popitem(last=False)
         return interpreter
 
+    def _run(self, image: np.ndarray) -> np.ndarray:
+        interpreter = self._interpreter(*image.shape[:2])
+        index = interpreter.get_input_details()[0]["index"]
+        interpreter.set_tensor(index, image[None].astype(np.float32))
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0].copy()
+
     def predict(self, image: np.ndarray) -> np.ndarray:
-        """The raw H/stride x W/stride x 7 output for one RGB uint8 image (sides multiples of 32)."""
-        h, w = image.shape[:2]
+        """The H/stride x W/stride x 7 output for one RGB uint8 image (sides multiples of 32)."""
         with self._lock:
-            interpreter = self._interpreter(h, w)
-            index = interpreter.get_input_details()[0]["index"]
-            interpreter.set_tensor(index, image[None].astype(np.float32))
-            interpreter.invoke()
-            return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0].copy()
+            out = self._run(image)
+            if not self.flip_average:
+                return out
+            mirrored = self._run(np.ascontiguousarray(image[:, ::-1]))[:, ::-1]
+        merged = (out + mirrored) / 2
+        # A mirrored x offset d inside a cell is 1 - d in the original cell.
+        merged[..., 5] = (out[..., 5] + 1.0 - mirrored[..., 5]) / 2
+        return merged
 
     def find(self, image: np.ndarray, thresholds: np.ndarray | None = None) -> Peaks:
         """Cells of one canonical-scale image (padded to multiples of 32), in its pixels."""

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from bloodcount.vision import CLASSES
-from bloodcount.vision.canonical import scale_factor, to_canonical
+from bloodcount.vision.canonical import estimate_slide_radius, scale_factor, to_canonical
 from bloodcount.vision.classifier import BACKGROUND
 from bloodcount.vision.crops import crop_batch
 from bloodcount.vision.dense_detector import DenseDetector
@@ -156,9 +156,11 @@ def _dense_pass(
     boxes, labels, probs, scores = [], [], [], []
     for tile in tiles:
         t0 = time.perf_counter()
-        canon = to_canonical(image[tile.y0 : tile.y1, tile.x0 : tile.x1], radius)
+        # inference_scale > 1 shows the network cells a little larger than canonical (tuned).
+        canon = to_canonical(image[tile.y0 : tile.y1, tile.x0 : tile.x1], radius / detector.inference_scale)
         t1 = time.perf_counter()
-        peaks = detector.find(canon.image)
+        # Down to the scale floor at least, so the scale check never depends on tuned thresholds.
+        peaks = detector.find(canon.image, np.minimum(detector.thresholds, SCALE_MIN_SCORE))
         cw, ch = canon.size
         centres = (peaks.boxes[:, :2] + peaks.boxes[:, 2:]) / 2
         # A peak in the padding is not on the slide.
@@ -192,7 +194,8 @@ def red_cell_scale_error(found: Detections, detector: DenseDetector, radius: flo
     if red.sum() < MIN_RED_FOR_SCALE:
         return None
     sides = np.sqrt(box_areas(found.boxes[red]))
-    return float(np.median(sides) * scale_factor(radius) / detector.canonical_rbc_size)
+    expected = detector.canonical_rbc_size / scale_factor(radius)  # in original pixels
+    return float(np.median(sides) / expected)
 
 
 def detect_cells_dense(
@@ -207,7 +210,7 @@ def detect_cells_dense(
     """
     timings = {"scale": 0.0, "detect": 0.0}
     t0 = time.perf_counter()
-    radius = estimate_cell_radius(image) if radius is None else float(radius)
+    radius = estimate_slide_radius(image) if radius is None else float(radius)
     timings["scale"] += time.perf_counter() - t0
     found = _dense_pass(image, detector, tile_size, radius, timings)
     for _ in range(refine):
@@ -216,5 +219,9 @@ def detect_cells_dense(
             break
         radius *= error
         found = _dense_pass(image, detector, tile_size, radius, timings)
-    found.timings = {k: v * 1000 for k, v in timings.items()}
-    return found
+    keep = (1.0 - found.background) >= detector.thresholds[found.labels]
+    return Detections(
+        boxes=found.boxes[keep], labels=found.labels[keep], probabilities=found.probabilities[keep],
+        background=found.background[keep], edge=found.edge[keep],
+        timings={k: v * 1000 for k, v in timings.items()},
+    )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bloodcount.vision.canonical import PAD_MULTIPLE, plasma_colour, to_canonical
-from bloodcount.vision.dense_detector import decode_peaks
+from bloodcount.vision.dense_detector import DenseDetector, decode_peaks
 
 THRESHOLDS = np.array([0.3, 0.3, 0.3], np.float32)
 
@@ -68,3 +68,41 @@ def test_canonical_image_is_padded_to_the_network_multiple_with_glass():
     assert h % PAD_MULTIPLE == 0 and w % PAD_MULTIPLE == 0
     assert canon.factor == pytest.approx(2.0) and canon.size == (300, 200)
     assert tuple(canon.image[-1, -1]) == plasma_colour(image) == (230, 220, 210)
+
+
+class _OneCellNet(DenseDetector):
+    """A stand-in network: one red-cell peak at the centre of the dark pixels, exact offsets."""
+
+    def _run(self, image: np.ndarray) -> np.ndarray:
+        out = np.zeros((image.shape[0] // 4, image.shape[1] // 4, 7), np.float32)
+        ys, xs = np.nonzero(image[..., 0] < 100)
+        cx, cy = xs.mean() + 0.5, ys.mean() + 0.5  # pixel centres, in continuous coordinates
+        i, j = int(cy / 4), int(cx / 4)
+        out[i, j] = (0.9, 0.05, 0.05, 1.0, 1.0, cx / 4 - j, cy / 4 - i)
+        return out
+
+
+@pytest.mark.parametrize("flip_average", [False, True])
+def test_mirror_averaging_keeps_the_cell_where_it_is(tmp_path, flip_average):
+    (tmp_path / "model.tflite").write_bytes(b"unused by the stand-in")
+    card = {"classes": ["RBC", "WBC", "Platelets"], "stride": 4, "size_unit": 16.0, "canonical_radius": 16.0,
+            "thresholds": {"RBC": 0.5, "WBC": 0.5, "Platelets": 0.5}, "flip_average": flip_average}
+    net = _OneCellNet(tmp_path / "model.tflite", card)
+    image = np.full((32, 64, 3), 230, np.uint8)
+    image[9:12, 19:24] = 50  # centre (21.5, 10.5): off the 4-px grid in both directions
+    peaks = net.find(image)
+    assert len(peaks.boxes) == 1 and peaks.labels.tolist() == [0]
+    np.testing.assert_allclose(peaks.boxes[0], [13.5, 2.5, 29.5, 18.5], atol=1e-4)
+
+
+def test_a_large_slide_is_measured_at_slide_resolution(monkeypatch):
+    """The radius of a big mosaic is estimated on slide-sized windows, not a tiny probe."""
+    import bloodcount.vision.canonical as canonical
+
+    seen = []
+    monkeypatch.setattr(canonical, "estimate_cell_radius", lambda im: seen.append(im.shape[:2]) or 10.0)
+    assert canonical.estimate_slide_radius(np.zeros((2000, 3000, 3), np.uint8)) == 10.0
+    assert seen == [(480, 640)] * 5
+    seen.clear()
+    canonical.estimate_slide_radius(np.zeros((480, 640, 3), np.uint8))
+    assert seen == [(480, 640)]
