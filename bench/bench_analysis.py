@@ -31,21 +31,23 @@ def _slides(n: int) -> list[bytes]:
     return [f.read_bytes() for f in files]
 
 
-def _work(job: tuple[list[bytes], str]) -> tuple[int, dict[str, float], float, int, dict[str, str]]:
+def _work(job: tuple[list[bytes], str]) -> tuple[int, dict[str, float], float, int, dict[str, str], float]:
     from bloodcount.analysis import Analyzer
 
     blobs, method = job
     analyzer = Analyzer(method=method)
     analyzer.analyze_bytes(blobs[0], "warm-up")
     totals: dict[str, float] = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i, blob in enumerate(blobs):
         result = analyzer.analyze_bytes(blob, f"s{i}")
         for k, v in result.timings.items():
             totals[k] = totals.get(k, 0.0) + v
     elapsed = time.perf_counter() - t0
+    # CPU seconds of all this process's threads: what the slides cost, however busy the machine.
+    cpu = time.process_time() - c0
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return len(blobs), totals, elapsed, peak_kb, analyzer.model_info
+    return len(blobs), totals, elapsed, peak_kb, analyzer.model_info, cpu
 
 
 def main() -> None:
@@ -66,6 +68,7 @@ def main() -> None:
     stages = {k: sum(o[1].get(k, 0.0) for o in outs) / n for k in outs[0][1]}
     peak_mb = max(o[3] for o in outs) / 1024
     info = outs[0][4]
+    cpu_ms = 1000 * sum(o[5] for o in outs) / n
     lines = [
         f"- {dt.date.today()} on {platform.node()} ({os.cpu_count()} CPUs visible, shared), "
         f"{platform.python_version()}; method {args.method}, model {info['name']} {info['version']} "
@@ -75,6 +78,9 @@ def main() -> None:
         f"- {n} BCCD slides 640x480 JPEG, {args.workers} worker processes: "
         f"**{n / busy:.1f} slides/s** in the analysis loop ({n / wall:.1f}/s including process start and model load)",
         "- per slide (ms, mean): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()),
+        f"- CPU time per slide {cpu_ms:.1f} ms (all threads), i.e. about "
+        f"{args.workers * 1000 / cpu_ms:.0f} slides/s on {args.workers} otherwise idle cores; load average "
+        f"{os.getloadavg()[0]:.1f} during the run",
         f"- peak resident memory per worker process: {peak_mb:.0f} MB",
     ]
     print("\n".join(lines))

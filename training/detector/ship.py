@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="average each slide's output with its mirror image's (tuned that way)")
     parser.add_argument("--inference-scales", default="1.0,1.15,1.3",
                         help="candidate cell magnifications over canonical; the best on validation is kept")
+    parser.add_argument("--note", action="append", default=[], help="a measured finding to record in the card")
     parser.add_argument("--test-eval", type=Path, help="evaluation JSON of the shipped model on --split test")
     args = parser.parse_args(argv)
     from training.split import manifest_sha256
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         "inference_scale_tuned_on": {"side": "validation", "figure": "macro F1 over source x class",
                                      "candidates": {str(c[1]): round(c[0], 4) for c in candidates}},
         "metrics": {"val": val_metrics},
+        "notes": args.note,
         "created": dt.date.today().isoformat(),
         "commands": [
             f"nice -n 10 .venv/bin/python -m training.detector.train --steps {train_log['steps']} --out {args.run}",
@@ -194,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
           "## Validation side (thresholds tuned here)", "", *_table(card["metrics"]["val"]), ""]
     if "test" in card["metrics"]:
         md += ["## Test side (held out; never used for tuning)", "", *_table(card["metrics"]["test"]), ""]
+    if args.note:
+        md += ["## Notes", "", *[f"- {n}" for n in args.note], ""]
     md += ["## Commands", "", *[f"    {c}" for c in card["commands"]], ""]
     (args.out / "card.md").write_text("\n".join(md))
     print(json.dumps({"thresholds": thresholds, "val": {s: {c: round(m["f1"], 3) for c, m in v["classes"].items()}
