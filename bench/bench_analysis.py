@@ -50,6 +50,12 @@ def _work(job: tuple[list[bytes], str]) -> tuple[int, dict[str, float], float, i
     return len(blobs), totals, elapsed, peak_kb, analyzer.model_info, cpu
 
 
+def _model_env() -> str:
+    """The classifier override, if any, so the recorded command reproduces the run."""
+    path = os.environ.get("BLOODCOUNT_MODEL_PATH")
+    return f"BLOODCOUNT_MODEL_PATH={path} " if path else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--slides", type=int, default=200)
@@ -73,7 +79,7 @@ def main() -> None:
         f"- {dt.date.today()} on {platform.node()} ({os.cpu_count()} CPUs visible, shared), "
         f"{platform.python_version()}; method {args.method}, model {info['name']} {info['version']} "
         f"(sha256 {info['sha256'][:12]})",
-        f"- command: `nice -n 5 .venv/bin/python bench/bench_analysis.py --slides {args.slides} "
+        f"- command: `{_model_env()}nice -n 5 .venv/bin/python bench/bench_analysis.py --slides {args.slides} "
         f"--workers {args.workers} --method {args.method}`",
         f"- {n} BCCD slides 640x480 JPEG, {args.workers} worker processes: "
         f"**{n / busy:.1f} slides/s** in the analysis loop ({n / wall:.1f}/s including process start and model load)",
