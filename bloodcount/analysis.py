@@ -87,8 +87,9 @@ class Analyzer:
     """Analyses slides with one model loaded once per process.
 
     ``method`` picks the pipeline: "dense" (the shipped detector, default) or "classical"
-    (OpenCV proposals + the crop classifier at ``settings.model_path``). Left unset, a
-    caller that passes only a ``classifier`` (a test double) gets the classical pipeline.
+    (OpenCV proposals + the crop classifier at ``settings.model_path``). Left unset, an
+    injected ``classifier`` (a test double) selects the classical pipeline and an injected
+    ``detector`` the dense one.
     """
 
     def __init__(
@@ -96,8 +97,12 @@ class Analyzer:
         method: str | None = None,
     ) -> None:
         self.settings = settings or load_settings()
+        if method is None and (classifier is not None or detector is not None):
+            # An injected model (a test double) says which pipeline it is for.
+            method = "dense" if detector is not None else "classical"
         if method is None:
-            method = "classical" if classifier is not None and detector is None else DEFAULT_METHOD
+            # Settings will carry an ``analysis_method`` field once config.py has one.
+            method = getattr(self.settings, "analysis_method", None) or DEFAULT_METHOD
         if method not in METHODS:
             raise ValueError(f"unknown analysis method {method!r}: use one of {', '.join(METHODS)}")
         self.method = method
@@ -112,7 +117,8 @@ class Analyzer:
             if detector is None:
                 from bloodcount.vision.dense_detector import DETECTOR_DIR, DenseDetector
 
-                detector = DenseDetector.load(DETECTOR_DIR)
+                # ``detector_path`` (BLOODCOUNT_DETECTOR_PATH) is to come in config.py.
+                detector = DenseDetector.load(getattr(self.settings, "detector_path", DETECTOR_DIR))
             self.detector = detector
 
     @property
