@@ -129,7 +129,8 @@ class Analyzer:
 
     def analyze_image(self, image: np.ndarray, name: str) -> SlideResult:
         """Analyse an already decoded RGB uint8 image."""
-        from bloodcount.vision.detect import detect_cells, detect_cells_dense
+        from bloodcount.vision.detect import detect_cells
+        from bloodcount.vision.detect_dense import detect_cells_dense
 
         if self.method == "dense":
             found = detect_cells_dense(image, self.detector, self.settings.tile_size)

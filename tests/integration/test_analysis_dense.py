@@ -11,7 +11,7 @@ from bloodcount.config import load_settings
 from bloodcount.evaluation import greedy_matches
 from bloodcount.vision.canonical import CANONICAL_RADIUS, estimate_slide_radius, resize
 from bloodcount.vision.dense_detector import DenseDetector
-from bloodcount.vision.detect import detect_cells_dense
+from bloodcount.vision.detect_dense import detect_cells_dense
 
 
 @pytest.fixture(scope="module")

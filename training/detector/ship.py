@@ -47,7 +47,7 @@ def collect(
     import cv2
 
     from bloodcount.vision.dense_detector import DenseDetector
-    from bloodcount.vision.detect import detect_cells_dense
+    from bloodcount.vision.detect_dense import detect_cells_dense
     from training.detector.data import txl_records
 
     card = _card_base(model_path, {c: float(GRID[0]) for c in CLASSES}, flip_average, inference_scale)
