@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     plot = args.plot or str(Path(args.output).with_suffix(".png"))
     plot_counts(scores, plot)
     document = {
-        "schema": "bloodcount.evaluation/v1", "model": analyzer.model_info,
+        "schema": "bloodcount.evaluation/v1", "method": analyzer.method, "model": analyzer.model_info,
         "dataset": str(dataset), "format": args.fmt, "split": args.split,
         "images_list": args.images_list, "iou_threshold": 0.5, "reader": report.summary(),
         "failed": failed, "sources": summarise_by_source(scores), "plot": plot,
