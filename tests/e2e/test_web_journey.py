@@ -19,11 +19,12 @@ FINISH_TIMEOUT_MS = 180_000  # two slides on a shared 2-CPU machine, model load 
 
 @pytest.fixture()
 def slides(data_dir, tmp_path):
-    """Two real BCCD smears, one truncated JPEG (fails in the worker) and a text file
-    (refused by the page before upload)."""
+    """Two real BCCD smears, one JPEG with corrupt pixels behind a valid header (the API
+    accepts it without decoding; it fails in the worker) and a text file (refused by the
+    page before upload). A truncated JPEG would not do: the API refuses it at upload."""
     real = sorted((data_dir / "bccd" / "JPEGImages").glob("*.jpg"))[:2]
     broken = tmp_path / "broken.jpg"
-    broken.write_bytes(real[0].read_bytes()[:1500])
+    broken.write_bytes(real[0].read_bytes()[:200] + bytes(range(256)) * 8 + b"\xff\xd9")
     notes = tmp_path / "notes.txt"
     notes.write_text("not a slide")
     return real, broken, notes
