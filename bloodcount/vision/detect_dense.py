@@ -14,7 +14,16 @@ import time
 import numpy as np
 
 from bloodcount.vision import CLASSES
-from bloodcount.vision.canonical import estimate_slide_radius, scale_factor, to_canonical
+from bloodcount.vision.canonical import (
+    Canonical,
+    estimate_slide_radius,
+    pad_to,
+    padded_size,
+    plasma_colour,
+    resize,
+    scale_factor,
+    to_canonical,
+)
 from bloodcount.vision.dense_detector import DenseDetector
 from bloodcount.vision.detect import Detections
 from bloodcount.vision.geometry import as_boxes, box_areas, touches_border
@@ -34,12 +43,30 @@ def _dense_pass(
 ) -> Detections:
     """One run of the detector over the slide (tile by tile) at the scale set by ``radius``."""
     h, w = image.shape[:2]
-    tiles = plan_tiles(w, h, tile_size, overlap=int(np.ceil(DENSE_OVERLAP_RADII * radius)))
+    t0 = time.perf_counter()
+    # inference_scale > 1 shows the network cells a little larger than canonical (tuned).
+    work_radius = radius / detector.inference_scale
+    factor = scale_factor(work_radius)
+    # A slide that shrinks is resampled once, so every tile sees the pixel grid the whole
+    # slide would (resampling tile by tile moves borderline cells across the threshold);
+    # one that grows goes tile by tile, so memory stays bounded by the tile size.
+    once = factor <= 1.0
+    source = resize(image, factor) if once else image
+    per_px = factor if once else 1.0  # source pixels per original pixel
+    colour = plasma_colour(source) if once else None
+    sh, sw = source.shape[:2]
+    tiles = plan_tiles(sw, sh, max(1, round(tile_size * per_px)),
+                       overlap=int(np.ceil(DENSE_OVERLAP_RADII * radius * per_px)))
+    timings["scale"] += time.perf_counter() - t0
     boxes, labels, probs, scores = [], [], [], []
     for tile in tiles:
         t0 = time.perf_counter()
-        # inference_scale > 1 shows the network cells a little larger than canonical (tuned).
-        canon = to_canonical(image[tile.y0 : tile.y1, tile.x0 : tile.x1], radius / detector.inference_scale)
+        view = source[tile.y0 : tile.y1, tile.x0 : tile.x1]
+        if once:
+            vh, vw = view.shape[:2]
+            canon = Canonical(pad_to(view, padded_size(vh), padded_size(vw), colour), 1.0, (vw, vh), work_radius)
+        else:
+            canon = to_canonical(view, work_radius)
         t1 = time.perf_counter()
         # Down to the scale floor at least, so the scale check never depends on tuned thresholds.
         peaks = detector.find(canon.image, np.minimum(detector.thresholds, SCALE_MIN_SCORE))
@@ -52,7 +79,7 @@ def _dense_pass(
         if len(tiles) > 1:
             c = (found[:, :2] + found[:, 2:]) / 2
             keep = np.array([tile.owns(x, y) for x, y in c], dtype=bool).reshape(-1)
-        boxes.append(found[keep])
+        boxes.append(found[keep] / per_px)
         labels.append(peaks.labels[inside][keep])
         probs.append(peaks.probabilities[inside][keep])
         scores.append(peaks.scores[inside][keep])

@@ -41,8 +41,9 @@ def test_seam_cells_are_found_once_in_tiles(mosaic):
 
 
 def test_tiled_analysis_counts_close_to_whole(mosaic):
-    """Through the Analyzer each tile is also resampled on its own pixel grid, which moves
-    borderline cells, small platelets most (measured 342/16/10 whole vs 335/16/6 tiled)."""
+    """Through the Analyzer, with the slide resampled once: only the context at tile edges
+    differs, which moves borderline cells, small platelets most (measured RBC/WBC/platelets
+    342/16/10 whole vs 339/16/5 in 1000 px tiles; 341 of 368 boxes matched at IoU 0.5)."""
     whole = Analyzer(load_settings({})).analyze_image(mosaic, "whole")
     tiled = Analyzer(load_settings({}, tile_size=1000)).analyze_image(mosaic, "tiled")
     assert whole.counts["RBC"] > 300

@@ -22,10 +22,11 @@ class _GridOfRedCells:
 
     def __init__(self) -> None:
         self.factors: list[float] = []
+        self.true_side = TRUE_SIDE
 
     def find(self, image: np.ndarray, thresholds=None) -> Peaks:
         f = self.factors[-1]
-        side = TRUE_SIDE * f
+        side = self.true_side * f
         centres = [((100 + 150 * i) * f, (120 + 200 * j) * f) for i in range(3) for j in range(2)]
         boxes = np.array([[x - side / 2, y - side / 2, x + side / 2, y + side / 2] for x, y in centres])
         n = len(boxes)
@@ -35,14 +36,19 @@ class _GridOfRedCells:
 @pytest.fixture
 def fake(monkeypatch):
     net = _GridOfRedCells()
-    real = detect_dense.to_canonical
+    real_resize, real_canonical = detect_dense.resize, detect_dense.to_canonical
 
-    def spy(image, radius=None):
-        canon = real(image, radius)
+    def spy_resize(image, factor):
+        net.factors.append(factor)  # a shrinking slide is resampled once per pass
+        return real_resize(image, factor)
+
+    def spy_canonical(image, radius=None):
+        canon = real_canonical(image, radius)  # a growing one tile by tile
         net.factors.append(canon.factor)
         return canon
 
-    monkeypatch.setattr(detect_dense, "to_canonical", spy)
+    monkeypatch.setattr(detect_dense, "resize", spy_resize)
+    monkeypatch.setattr(detect_dense, "to_canonical", spy_canonical)
     return net
 
 
@@ -61,3 +67,11 @@ def test_a_right_estimate_costs_one_pass_and_refine_zero_never_rescales(fake):
     fake.factors.clear()
     detect_dense.detect_cells_dense(image, fake, radius=TRUE_RADIUS / 2, refine=0)
     assert len(fake.factors) == 1
+
+
+def test_a_slide_with_small_cells_is_enlarged_and_mapped_back(fake):
+    fake.true_side = RBC_SIDE_PER_RADIUS * 10.0
+    found = detect_dense.detect_cells_dense(np.full((480, 640, 3), 220, np.uint8), fake, radius=10.0)
+    assert fake.factors == pytest.approx([1.6])
+    sides = np.sqrt(np.prod(found.boxes[:, 2:] - found.boxes[:, :2], axis=1))
+    assert len(found.boxes) == 6 and sides == pytest.approx(fake.true_side)
