@@ -101,8 +101,7 @@ class Analyzer:
             # An injected model (a test double) says which pipeline it is for.
             method = "dense" if detector is not None else "classical"
         if method is None:
-            # Settings will carry an ``analysis_method`` field once config.py has one.
-            method = getattr(self.settings, "analysis_method", None) or DEFAULT_METHOD
+            method = self.settings.analysis_method or DEFAULT_METHOD
         if method not in METHODS:
             raise ValueError(f"unknown analysis method {method!r}: use one of {', '.join(METHODS)}")
         self.method = method
@@ -115,10 +114,9 @@ class Analyzer:
             self.classifier = classifier
         else:
             if detector is None:
-                from bloodcount.vision.dense_detector import DETECTOR_DIR, DenseDetector
+                from bloodcount.vision.dense_detector import DenseDetector
 
-                # ``detector_path`` (BLOODCOUNT_DETECTOR_PATH) is to come in config.py.
-                detector = DenseDetector.load(getattr(self.settings, "detector_path", DETECTOR_DIR))
+                detector = DenseDetector.load(self.settings.detector_path)
             self.detector = detector
 
     @property

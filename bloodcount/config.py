@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 PREFIX = "BLOODCOUNT_"
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL_DIR = PACKAGE_DIR / "models" / "default"
+DEFAULT_DETECTOR_DIR = PACKAGE_DIR / "models" / "detector"
 
 
 class SettingsError(ValueError):
@@ -83,6 +84,13 @@ def _broker_url(raw: str) -> str:
     return raw
 
 
+def _analysis_method(raw: str) -> str:
+    method = raw.strip().lower()
+    if method not in {"dense", "classical"}:
+        raise ValueError("must be dense or classical")
+    return method
+
+
 def _log_level(raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -120,6 +128,16 @@ class Settings:
     )
     model_path: Path = _setting(
         DEFAULT_MODEL_DIR, "Folder holding the classifier (`model.tflite` + `card.json`).", Path
+    )
+    detector_path: Path = _setting(
+        DEFAULT_DETECTOR_DIR,
+        "Folder holding the dense cell detector (`model.tflite` + `card.json`).",
+        Path,
+    )
+    analysis_method: str = _setting(
+        "dense",
+        "How cells are found: `dense` (learned detector) or `classical` (OpenCV + classifier).",
+        _analysis_method,
     )
     max_upload_bytes: int = _setting(
         512 * 1024 * 1024, "Largest accepted request body, in bytes.", _positive_int

@@ -16,11 +16,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bloodcount.config import DEFAULT_DETECTOR_DIR as DETECTOR_DIR
 from bloodcount.vision import CLASSES
 from bloodcount.vision.canonical import CANONICAL_RBC_SIZE
 from bloodcount.vision.classifier import ModelError, read_model_dir
 
-DETECTOR_DIR = Path(__file__).resolve().parents[1] / "models" / "detector"
 CARD_KEYS = ("name", "version", "sha256", "classes", "stride", "size_unit", "canonical_radius", "thresholds")
 # Interpreters kept per input shape: slides of one lab share a few shapes, and re-allocating
 # tensors for every slide would cost more than the network itself.
