@@ -49,6 +49,6 @@ def get_image(slide_id: str):
     return _object(slide_id, "image")
 
 
-@bp.get("/slides/<slide_id>/overlay.png")
+@bp.get("/slides/<slide_id>/overlay.jpg")
 def get_overlay(slide_id: str):
     return _object(slide_id, "overlay")

@@ -57,7 +57,7 @@ class SlideResult:
     counts: dict[str, int] = field(default_factory=lambda: {c: 0 for c in CLASSES})
     cells: list[Cell] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    # PNG overlay, made only on request; never part of the JSON.
+    # JPEG overlay, made only on request; never part of the JSON.
     overlay: bytes | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,7 +156,7 @@ class Analyzer:
     def analyze_bytes(self, data: bytes, name: str, overlay: bool = False) -> SlideResult:
         """Decode and analyse one slide; unreadable input gives status "error", never raises.
 
-        With ``overlay`` the result also carries the slide drawn with its boxes (PNG bytes).
+        With ``overlay`` the result also carries the slide drawn with its boxes (JPEG bytes).
         """
         t0 = time.perf_counter()
         try:

@@ -85,10 +85,10 @@ def _results(paths: list[str], overlay: bool, workers: int, method: str | None =
 
 def _overlay_name(path: str, used: set[str]) -> str:
     stem = Path(path).stem or "slide"
-    name, n = f"{stem}.png", 1
+    name, n = f"{stem}.jpg", 1
     while name in used:
         n += 1
-        name = f"{stem}-{n}.png"
+        name = f"{stem}-{n}.jpg"
     used.add(name)
     return name
 

@@ -44,7 +44,7 @@ def original_key(lab_id: int, batch_id: str, slide_id: str, suffix: str = "") ->
 
 
 def overlay_key(lab_id: int, batch_id: str, slide_id: str) -> str:
-    return f"labs/{lab_id}/batches/{batch_id}/{slide_id}.overlay.png"
+    return f"labs/{lab_id}/batches/{batch_id}/{slide_id}.overlay.jpg"
 
 
 def _check_text(name: str, value: str | None) -> str | None:

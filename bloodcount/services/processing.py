@@ -111,7 +111,7 @@ def process_slide(res: Resources, slide_id: str, analyzer: Any = None) -> str:
     key = overlay_key(claim.lab_id, claim.batch_id, slide_id)
     try:
         if result.overlay is not None:
-            res.store.put(key, result.overlay, "image/png")
+            res.store.put(key, result.overlay, "image/jpeg")
         return _finish_done(res, slide_id, claim, result, analyzer.model_info, key, total_ms)
     except StorageError as exc:
         _note_error(res, slide_id, claim, f"object store unavailable: {exc}")

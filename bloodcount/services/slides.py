@@ -88,4 +88,4 @@ def slide_object(res: Resources, lab_id: int, slide_id: str, which: str) -> tupl
                 f"slide {slide_id!r} has no overlay yet (status {slide.status}); "
                 "it is drawn when the slide is analysed"
             )
-        return slide.overlay_key, "image/png"
+        return slide.overlay_key, "image/jpeg"

@@ -10,6 +10,8 @@ import numpy as np
 
 from bloodcount.vision import CLASS_COLOURS, REVIEW_COLOUR
 
+OVERLAY_QUALITY = 92
+
 
 def hex_to_rgb(colour: str) -> tuple[int, int, int]:
     """``#rrggbb`` to an (r, g, b) tuple."""
@@ -22,7 +24,7 @@ def _field(cell: Any, name: str) -> Any:
 
 
 def draw_overlay(image: np.ndarray, cells: Iterable[Any]) -> bytes:
-    """PNG bytes of the RGB ``image`` with each cell's box in its class colour.
+    """JPEG bytes of the RGB ``image`` with each cell's box in its class colour.
 
     ``cells`` are :class:`bloodcount.analysis.Cell` objects or their dicts; cells flagged
     for review get a dashed-looking second outline in amber so a reviewer finds them.
@@ -37,7 +39,16 @@ def draw_overlay(image: np.ndarray, cells: Iterable[Any]) -> bytes:
             r, g, b = hex_to_rgb(REVIEW_COLOUR)
             pad = thickness + 1
             cv2.rectangle(canvas, (x0 + pad, y0 + pad), (x1 - pad, y1 - pad), (b, g, r), 1)
-    ok, png = cv2.imencode(".png", canvas)
+    # JPEG, not PNG: encoding a 640x480 overlay takes 0.6 ms instead of 14-28 ms, which
+    # would otherwise double the CPU cost of a slide; the overlay is for looking at.
+    # Full-resolution colour (4:4:4), so one-pixel box lines keep their class colour.
+    params = [
+        cv2.IMWRITE_JPEG_QUALITY,
+        OVERLAY_QUALITY,
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+    ]
+    ok, jpeg = cv2.imencode(".jpg", canvas, params)
     if not ok:  # pragma: no cover - encoding an in-memory uint8 image does not fail
-        raise RuntimeError("PNG encoding failed")
-    return png.tobytes()
+        raise RuntimeError("JPEG encoding failed")
+    return jpeg.tobytes()

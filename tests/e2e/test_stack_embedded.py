@@ -81,7 +81,7 @@ def test_run_serves_a_batch_and_stops_cleanly(tmp_path):
         assert batch["status"] == "done", batch
         assert batch["progress"]["done"] == 3
         assert (tmp_path / "var" / "bloodcount.db").is_file()
-        assert any((tmp_path / "var" / "objects").rglob("*.overlay.png"))
+        assert any((tmp_path / "var" / "objects").rglob("*.overlay.jpg"))
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(60)

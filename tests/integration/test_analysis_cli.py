@@ -38,7 +38,7 @@ def test_analyze_writes_the_contract_and_survives_a_bad_file(data_dir, tmp_path)
     assert status[str(bad)] == "error" and all(status[str(p)] == "ok" for p in slides)
     assert all(s["counts"]["RBC"] > 0 for s in document["slides"] if s["status"] == "ok")
     rows = list(csv.DictReader(table.open()))
-    assert len(rows) == 4 and len(list(overlays.glob("*.png"))) == 3
+    assert len(rows) == 4 and len(list(overlays.glob("*.jpg"))) == 3
 
 
 def test_analyze_classical_method_records_the_classifier(data_dir, classifier_dir, tmp_path):

@@ -121,9 +121,9 @@ def test_batch_over_http_matches_the_analyzer(stack):
                          headers=_auth(stack), allow_redirects=False, timeout=10)
     assert image.status_code == 302
     assert requests.get(image.headers["Location"], timeout=10).content == data[FILES[0]]
-    overlay = requests.get(stack["url"] + f"/api/v1/slides/{slides[0]['id']}/overlay.png",
+    overlay = requests.get(stack["url"] + f"/api/v1/slides/{slides[0]['id']}/overlay.jpg",
                            headers=_auth(stack), timeout=10)
-    assert overlay.content.startswith(b"\x89PNG")
+    assert overlay.content.startswith(b"\xff\xd8\xff")
 
 
 def test_presigned_upload_then_submit(stack):

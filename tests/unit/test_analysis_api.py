@@ -45,7 +45,7 @@ def test_result_follows_the_contract(analyzer):
         assert abs(sum(cell["probabilities"].values()) - 1) < 1e-3
         assert cell["review"] == (cell["confidence"] < analyzer.settings.review_threshold)
         assert cell["edge"] == (x0 <= 1 or y0 <= 1 or x1 >= 639 or y1 >= 479)
-    assert result.overlay.startswith(b"\x89PNG")
+    assert result.overlay.startswith(b"\xff\xd8\xff")
 
 
 def test_bad_bytes_give_an_error_result_that_follows_the_contract(analyzer):
@@ -73,7 +73,8 @@ def test_overlay_uses_the_class_colours():
     cell = {"label": "WBC", "box": [10, 10, 50, 50], "review": False}
     drawn = cv2.imdecode(np.frombuffer(draw_overlay(image, [cell]), np.uint8), cv2.IMREAD_COLOR)
     r, g, b = (int(CLASS_COLOURS["WBC"][i : i + 2], 16) for i in (1, 3, 5))
-    assert tuple(drawn[10, 30]) == (b, g, r)
+    # JPEG shifts colours a little; the line must still be the class colour, not another.
+    assert np.abs(drawn[10, 30].astype(int) - (b, g, r)).max() <= 12
 
 
 def test_default_analyzer_runs_the_shipped_detector():

@@ -49,7 +49,7 @@ def test_submit_processes_images_and_zips_with_the_analyzers_counts(api_env):
     assert set(cell) == {"label", "confidence", "box", "probabilities", "edge", "review"}
     assert detail["model"] == api_env.analyzer.model_info
     overlay = api_env.get(detail["overlay_url"])
-    assert overlay.status_code == 200 and overlay.data.startswith(b"\x89PNG")
+    assert overlay.status_code == 200 and overlay.data.startswith(b"\xff\xd8\xff")
     image = api_env.get(detail["links"]["image"])
     assert image.data == SLIDES["a.jpg"] and image.mimetype == "image/jpeg"
 

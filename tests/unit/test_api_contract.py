@@ -83,7 +83,7 @@ def test_every_endpoint_answers_404_to_another_lab(api_env):
     gets = [
         f"/api/v1/batches/{batch}", f"/api/v1/batches/{batch}/slides",
         f"/api/v1/batches/{batch}/report.csv", f"/api/v1/batches/{batch}/report.json",
-        f"/api/v1/slides/{slide}", f"/api/v1/slides/{slide}/image", f"/api/v1/slides/{slide}/overlay.png",
+        f"/api/v1/slides/{slide}", f"/api/v1/slides/{slide}/image", f"/api/v1/slides/{slide}/overlay.jpg",
     ]
     posts = [f"/api/v1/batches/{batch}/{a}" for a in ("retry", "reprocess", "submit")]
     for path in gets:

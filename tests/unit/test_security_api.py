@@ -193,7 +193,7 @@ def test_the_store_is_never_reached_through_user_supplied_keys(api_env, hostile)
     assert key.startswith("labs/")
     for path in (
         f"/api/v1/slides/{hostile}/image",
-        f"/api/v1/slides/{hostile}/overlay.png",
+        f"/api/v1/slides/{hostile}/overlay.jpg",
         f"/api/v1/slides/{key.replace('/', '%2F')}/image",
         f"/api/v1/batches/{hostile}/report.csv",
     ):
