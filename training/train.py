@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 MODEL_NAME = "bloodcount-mobilenetv2"
 MODEL_VERSION = "1.0.0"
+TARGET_ACCURACY, TARGET_MACRO_F1 = 0.997, 0.995
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,9 @@ PROFILES = {
                            "and 3000 RBC crops drawn per epoch (all WBC and platelets)"]),
     # Run 2 of the 96 px default had 11 RBC -> platelet confusions, most on edge-cut cells:
     # extra jittered copies of edge boxes, milder class weights and stain jitter address them.
+    # 16 fine-tuning epochs: val loss still fell after 12 (measured, see the model card).
     "default": Profile("default", 96, border_jitter_copies=2, class_weight_power=0.5,
-                       augment=DEFAULT_MILD_STAIN),
+                       augment=DEFAULT_MILD_STAIN, phase2_epochs=16),
 }
 
 
@@ -269,7 +271,11 @@ def write_card(out_dir: Path, card: dict[str, Any]) -> None:
                      f"{pc['RBC']['f1']:.4f} | {pc['WBC']['f1']:.4f} | {pc['Platelets']['f1']:.4f} "
                      f"| {m['errors']} / {m['n']} |")
     full = card["metrics"]["test"]["all_classes"]
-    lines += ["", f"All classes incl. background: accuracy {full['accuracy']:.4f}, "
+    ex = cells["background_excluded"]
+    met = ex["accuracy"] >= TARGET_ACCURACY and ex["macro_f1"] >= TARGET_MACRO_F1
+    lines += ["", f"Target (issue 3): accuracy >= {TARGET_ACCURACY} and macro F1 >= "
+              f"{TARGET_MACRO_F1} on the 3 cell classes: **{'met' if met else 'NOT met'}**."]
+    lines += [f"All classes incl. background: accuracy {full['accuracy']:.4f}, "
               f"macro F1 {full['macro_f1']:.4f} ({full['errors']} errors / {full['n']}).", ""]
     if card.get("profiles_table"):
         lines += ["## Profiles measured (test split, 3 cell classes)", "",
@@ -285,6 +291,8 @@ def write_card(out_dir: Path, card: dict[str, Any]) -> None:
                          f"{row.get('note', '')} |")
         lines += ["", "Commands: " + "; ".join(f"`{r['command']}`" for r in card["profiles_table"]),
                   ""]
+    if card.get("observations"):
+        lines += ["## Observations", ""] + [f"- {x}" for x in card["observations"]] + [""]
     lines += ["## Data", "", "```", json.dumps(card["data"], indent=1), "```", "",
               "## Limits", ""] + [f"- {x}" for x in card.get("limits", [])]
     (out_dir / "card.md").write_text("\n".join(lines) + "\n")
