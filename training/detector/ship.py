@@ -25,13 +25,14 @@ GRID = np.round(np.arange(0.05, 0.901, 0.025), 3)
 
 
 def _card_base(
-    model_path: Path, thresholds: dict[str, float], flip_average: bool = False, inference_scale: float = 1.0
+    model_path: Path, thresholds: dict[str, float], flip_average: bool = False, inference_scale: float = 1.0,
+    version: str = "1.0.0",
 ) -> dict:
     from training.detector.data import SIZE_UNIT, STRIDE
     from training.detector.export import sha256_file
 
     return {
-        "name": NAME, "version": "1.0.0", "sha256": sha256_file(model_path),
+        "name": NAME, "version": version, "sha256": sha256_file(model_path),
         "classes": list(CLASSES), "stride": STRIDE, "size_unit": SIZE_UNIT,
         "canonical_radius": CANONICAL_RADIUS, "canonical_rbc_size": round(CANONICAL_RBC_SIZE, 2),
         "pad_multiple": PAD_MULTIPLE, "flip_average": flip_average, "inference_scale": inference_scale,
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="average each slide's output with its mirror image's (tuned that way)")
     parser.add_argument("--inference-scales", default="1.0,1.15,1.3",
                         help="candidate cell magnifications over canonical; the best on validation is kept")
+    # Every shipped model gets its own version: results record it beside the sha256.
+    parser.add_argument("--version", default="1.0.0", help="version written to the card")
     parser.add_argument("--note", action="append", default=[], help="a measured finding to record in the card")
     parser.add_argument("--test-eval", type=Path, help="evaluation JSON of the shipped model on --split test")
     args = parser.parse_args(argv)
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"inference scale {k}: validation macro F1 {candidates[-1][0]:.4f}", flush=True)
     _, scale, thresholds, val_metrics = max(candidates, key=lambda c: c[0])
     train_log = json.loads((args.run / "train_log.json").read_text())
-    card = _card_base(model_path, thresholds, args.flip_average, scale)
+    card = _card_base(model_path, thresholds, args.flip_average, scale, args.version)
     card.update({
         "input": "float32 [1, H, W, 3], raw RGB 0..255 (preprocessing inside the model); H and W "
                  "resizable, multiples of pad_multiple",
