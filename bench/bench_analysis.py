@@ -1,6 +1,6 @@
 """Slides per second of ``Analyzer`` on 640x480 smears, with a stage breakdown and peak memory.
 
-Run: ``nice -n 5 .venv/bin/python bench/bench_analysis.py [--slides N] [--workers 2]
+Run: ``.venv/bin/python bench/bench_analysis.py [--slides N] [--workers 2]
 [--method dense|classical] [--record]``; the default measures the default pipeline (dense).
 Each worker process loads the model once and analyses its share of the slides from bytes
 (decode included); ``--record`` replaces this benchmark's section of bench/RESULTS.md.
@@ -76,10 +76,10 @@ def main() -> None:
     info = outs[0][4]
     cpu_ms = 1000 * sum(o[5] for o in outs) / n
     lines = [
-        f"- {dt.date.today()} on {platform.node()} ({os.cpu_count()} CPUs visible, shared), "
+        f"- {dt.date.today()} on {platform.node()} ({os.cpu_count()} CPUs visible), "
         f"{platform.python_version()}; method {args.method}, model {info['name']} {info['version']} "
         f"(sha256 {info['sha256'][:12]})",
-        f"- command: `{_model_env()}nice -n 5 .venv/bin/python bench/bench_analysis.py --slides {args.slides} "
+        f"- command: `{_model_env()}.venv/bin/python bench/bench_analysis.py --slides {args.slides} "
         f"--workers {args.workers} --method {args.method}`",
         f"- {n} BCCD slides 640x480 JPEG, {args.workers} worker processes: "
         f"**{n / busy:.1f} slides/s** in the analysis loop ({n / wall:.1f}/s including process start and model load)",
