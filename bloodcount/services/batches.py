@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bloodcount.db.models import Batch, Slide
@@ -285,16 +285,20 @@ def _owned_batch(session, lab_id: int, batch_id: str) -> Batch:
     return batch
 
 
+# Built once with bind parameters: polling runs this on every request, and building and
+# hashing the statement anew cost more CPU than PostgreSQL took to answer it.
+_SUMMARY = (
+    select(Batch.id, Batch.reference, Batch.created_at, *progress_columns())
+    .join(Slide, Slide.batch_id == Batch.id)
+    .where(Batch.id == bindparam("batch_id"), Batch.lab_id == bindparam("lab_id"))
+    .group_by(Batch.id, Batch.reference, Batch.created_at)
+)
+
+
 def batch_summary(res: Resources, lab_id: int, batch_id: str) -> dict[str, Any]:
     """Status, progress, totals of one batch: one aggregate query over its slides."""
-    query = (
-        select(Batch.id, Batch.reference, Batch.created_at, *progress_columns())
-        .join(Slide, Slide.batch_id == Batch.id)
-        .where(Batch.id == batch_id, Batch.lab_id == lab_id)
-        .group_by(Batch.id, Batch.reference, Batch.created_at)
-    )
     with res.engine.connect() as connection:
-        row = connection.execute(query).first()
+        row = connection.execute(_SUMMARY, {"batch_id": batch_id, "lab_id": lab_id}).first()
     if row is None:
         raise NotFound(f"no batch {batch_id!r} in your lab")
     return _batch_item(row)
