@@ -17,6 +17,7 @@ from flask import Flask
 from api import batches, docs, errors, health, reports, security, slides
 from api.context import ApiService
 from api.responses import ApiJSONProvider
+from api.status_cache import StatusCache
 from bloodcount.config import Settings, load_settings
 from bloodcount.queue import TaskQueue
 from bloodcount.resources import Resources
@@ -41,7 +42,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
         return process_slide(resources, slide_id, analyzer)
 
-    app.extensions["bloodcount"] = ApiService(resources, TaskQueue(settings, run_eagerly))
+    app.extensions["bloodcount"] = ApiService(
+        resources, TaskQueue(settings, run_eagerly), StatusCache(settings.status_cache_seconds)
+    )
     errors.init_app(app)
     security.init_app(app)
     for module in (health, docs, batches, slides, reports):

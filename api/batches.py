@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response, jsonify, request, url_for
 
 from api.auth import protected
-from api.context import enqueue, lab_id, resources
+from api.context import enqueue, lab_id, resources, service
 from api.params import choice_param, datetime_param, page_request
 from api.responses import json_with_etag
 from bloodcount import services
@@ -16,6 +16,7 @@ from bloodcount.db.models import BATCH_STATUSES
 bp = protected("batches")
 # Seconds a client should wait before polling a running batch again.
 POLL_AFTER = 2
+RUNNING = ("queued", "processing", "uploading")
 
 
 def batch_links(batch_id: str) -> dict[str, str]:
@@ -83,10 +84,15 @@ def submit_uploads(batch_id: str):
 
 @bp.get("/batches/<batch_id>")
 def get_batch(batch_id: str):
-    summary = services.batch_summary(resources(), lab_id(), batch_id)
+    cache, key = service().status_cache, (lab_id(), batch_id)
+    summary = cache.get(key)
+    if summary is None:
+        summary = services.batch_summary(resources(), lab_id(), batch_id)
+        if summary["status"] in RUNNING:
+            cache.put(key, summary)
     summary["links"] = batch_links(batch_id)
     response = json_with_etag(summary)
-    if summary["status"] in ("queued", "processing", "uploading"):
+    if summary["status"] in RUNNING:
         response.headers["Retry-After"] = str(POLL_AFTER)
     return response
 
@@ -136,6 +142,7 @@ def reprocess(batch_id: str):
 
 
 def _requeued(batch_id: str, ids: list[str]) -> Response:
+    service().status_cache.forget((lab_id(), batch_id))
     response = jsonify({"id": batch_id, "slide_ids": ids, "links": batch_links(batch_id)})
     response.status_code = 202
     response.headers["Location"] = url_for("batches.get_batch", batch_id=batch_id)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import current_app, g
 
+from api.status_cache import StatusCache
 from bloodcount.queue import TaskQueue
 from bloodcount.resources import Resources
 
@@ -14,6 +15,7 @@ from bloodcount.resources import Resources
 class ApiService:
     resources: Resources
     queue: TaskQueue
+    status_cache: StatusCache
 
 
 def service() -> ApiService:

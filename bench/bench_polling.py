@@ -33,6 +33,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -43,7 +44,7 @@ def main() -> int:
     # would otherwise answer most of one key's requests with 429 and measure that instead.
     stack.env["BLOODCOUNT_RATE_LIMIT_PER_MINUTE"] = "0"
     try:
-        url = stack.serve(workers=args.workers)
+        url = stack.serve(workers=args.workers, threads=args.threads)
         headers = {"Authorization": f"Bearer {stack.key}"}
         # A 50-slide batch that stays queued (no worker): the aggregate covers every slide.
         image = next(DATA.glob("*.jpg")).read_bytes()
@@ -66,8 +67,8 @@ def main() -> int:
     p50 = int(re.search(r"P50_US (\d+)", out).group(1)) / 1000
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", out)
     lines = [
-        f"command: `.venv/bin/python bench/bench_polling.py --seconds {args.seconds} --connections {args.connections} --workers {args.workers}`",
-        f"- GET /api/v1/batches/{{id}} (50-slide batch, PostgreSQL, gunicorn gthread {args.workers} workers x 4 threads), "
+        f"command: `.venv/bin/python bench/bench_polling.py --seconds {args.seconds} --connections {args.connections} --workers {args.workers} --threads {args.threads}`",
+        f"- GET /api/v1/batches/{{id}} (50-slide batch, PostgreSQL, gunicorn gthread {args.workers} workers x {args.threads} threads), "
         f"wrk -t2 -c{args.connections} -d{args.seconds}s: **{rate:.0f} requests/s**, p50 {p50:.1f} ms, **p99 {p99:.1f} ms** "
         f"(targets >= 1000 requests/s, p99 <= 50 ms); errors: {errors.group(0) if errors else 'none'}",
         f"- API process peak RSS after the run: {api_rss:.0f} MB (target <= 150)",

@@ -165,6 +165,11 @@ class Settings:
     stuck_after_seconds: int = _setting(
         600, "A slide queued or processing longer than this is re-enqueued.", _positive_int
     )
+    status_cache_seconds: float = _setting(
+        1.0,
+        "How long an API process reuses a batch's status for polling (0 turns it off).",
+        _non_negative_float,
+    )
     rate_limit_per_minute: int = _setting(
         600, "Requests per API key per minute (0 turns the limit off).", lambda r: int(r)
     )

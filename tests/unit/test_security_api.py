@@ -69,6 +69,8 @@ def test_keys_never_reach_the_logs(api_env, caplog, monkeypatch):
         raise RuntimeError("failure while serving")
 
     monkeypatch.setattr(services, "batch_summary", boom)
+    # The status cache would answer from memory; drop its entry so the failure is reached.
+    api_env.app.extensions["bloodcount"].status_cache.forget((1, body["id"]))
     assert api_env.get(body["links"]["self"]).status_code == 500  # logged with a traceback
     logged = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
     assert "failure while serving" in logged  # the capture works
