@@ -51,22 +51,38 @@ def create_batch():
     """Multipart: images and zips, processed now. JSON: presigned upload URLs, submit later."""
     key = request.headers.get("Idempotency-Key") or None
     if request.mimetype == "multipart/form-data":
-        uploads = [(f.filename or f"file-{i + 1}", f.stream)
-                   for i, f in enumerate(request.files.getlist("files") + request.files.getlist("file"))]
+        uploads = [
+            (f.filename or f"file-{i + 1}", f.stream)
+            for i, f in enumerate(request.files.getlist("files") + request.files.getlist("file"))
+        ]
         settings = resources().settings
-        files = services.expand_uploads(uploads, settings.max_files_per_batch, settings.max_upload_bytes,
-                                        settings.max_image_pixels)
+        files = services.expand_uploads(
+            uploads,
+            settings.max_files_per_batch,
+            settings.max_upload_bytes,
+            settings.max_image_pixels,
+        )
         submission = services.submit_batch(
-            resources(), lab_id(), files, enqueue,
-            reference=request.form.get("reference") or None, idempotency_key=key,
+            resources(),
+            lab_id(),
+            files,
+            enqueue,
+            reference=request.form.get("reference") or None,
+            idempotency_key=key,
         )
         return _accepted(submission)
     if request.mimetype == "application/json":
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            raise services.InvalidRequest('the JSON body must be an object: {"files": [{"name": ...}], "reference": ...}')
+            raise services.InvalidRequest(
+                'the JSON body must be an object: {"files": [{"name": ...}], "reference": ...}'
+            )
         submission = services.create_upload_batch(
-            resources(), lab_id(), body.get("files"), reference=body.get("reference"), idempotency_key=key
+            resources(),
+            lab_id(),
+            body.get("files"),
+            reference=body.get("reference"),
+            idempotency_key=key,
         )
         return _accepted(submission, 201)
     raise services.InvalidRequest(
@@ -100,7 +116,9 @@ def get_batch(batch_id: str):
 @bp.get("/batches")
 def get_batches():
     page = services.list_batches(
-        resources(), lab_id(), page_request(),
+        resources(),
+        lab_id(),
+        page_request(),
         status=choice_param("status", BATCH_STATUSES),
         reference=request.args.get("reference") or None,
         created_from=datetime_param("from"),

@@ -73,11 +73,18 @@ def docs_page():
             if method not in item:
                 continue
             op = item[method]
-            operations.append({
-                "id": op.get("operationId"), "method": method, "path": path,
-                "summary": op.get("summary", ""), "description": op.get("description", ""),
-                "parameters": shared + [_resolve(spec, p) for p in op.get("parameters", [])],
-                "responses": {code: _resolve(spec, r) for code, r in op["responses"].items()},
-            })
-    problems = [(code, HTTPStatus(code).phrase, HTTPStatus(code).description) for code in PROBLEM_STATUSES]
+            operations.append(
+                {
+                    "id": op.get("operationId"),
+                    "method": method,
+                    "path": path,
+                    "summary": op.get("summary", ""),
+                    "description": op.get("description", ""),
+                    "parameters": shared + [_resolve(spec, p) for p in op.get("parameters", [])],
+                    "responses": {code: _resolve(spec, r) for code, r in op["responses"].items()},
+                }
+            )
+    problems = [
+        (code, HTTPStatus(code).phrase, HTTPStatus(code).description) for code in PROBLEM_STATUSES
+    ]
     return render_template_string(PAGE, spec=spec, operations=operations, problems=problems)

@@ -73,7 +73,8 @@ def _http_error(exc: HTTPException) -> Response:
 def _database_down(exc: Exception) -> Response:
     log.error("database error: %s", exc)
     response = problem(
-        503, "the results database cannot be reached right now; try again in a few seconds",
+        503,
+        "the results database cannot be reached right now; try again in a few seconds",
         "Database unavailable",
     )
     response.headers["Retry-After"] = "5"
@@ -83,7 +84,8 @@ def _database_down(exc: Exception) -> Response:
 def _storage_down(exc: StorageError) -> Response:
     log.error("storage error: %s", exc)
     response = problem(
-        503, f"the object store cannot be reached right now ({exc}); try again shortly",
+        503,
+        f"the object store cannot be reached right now ({exc}); try again shortly",
         "Object store unavailable",
     )
     response.headers["Retry-After"] = "5"
@@ -95,8 +97,9 @@ def _unexpected(exc: Exception) -> Response:
         return _http_error(exc)
     log.exception("unhandled error on %s %s", request.method, request.path)
     return problem(
-        500, "the server failed on this request; it has been logged. Try again, and report "
-        "the time and path if it keeps failing"
+        500,
+        "the server failed on this request; it has been logged. Try again, and report "
+        "the time and path if it keeps failing",
     )
 
 

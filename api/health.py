@@ -28,7 +28,11 @@ def readyz():
         with svc.resources.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
-    for name, check in (("database", database), ("broker", svc.queue.check), ("storage", svc.resources.store.check)):
+    for name, check in (
+        ("database", database),
+        ("broker", svc.queue.check),
+        ("storage", svc.resources.store.check),
+    ):
         try:
             check()
             checks[name] = "ok"
@@ -38,7 +42,12 @@ def readyz():
             checks[name] = f"failed: {exc.__class__.__name__}"
     failed = [name for name, state in checks.items() if state != "ok"]
     if failed:
-        response = problem(503, f"not ready: {', '.join(failed)} cannot be reached", "Service not ready", checks=checks)
+        response = problem(
+            503,
+            f"not ready: {', '.join(failed)} cannot be reached",
+            "Service not ready",
+            checks=checks,
+        )
         response.headers["Retry-After"] = "5"
         return response
     return jsonify({"status": "ready", "checks": checks})

@@ -15,6 +15,7 @@ def refuse_nul() -> None:
     PostgreSQL text cannot hold NUL, so such a value used to reach the database and fail
     there as a 500; no id, filter or reference ever contains one.
     """
+
     def nul(*texts) -> bool:  # a part without a name has None for its key
         return any(isinstance(t, str) and "\x00" in t for t in texts)
 
@@ -28,8 +29,10 @@ def refuse_nul() -> None:
     ):
         where = "a form field"
     if where is not None:
-        raise InvalidRequest(f"{where} holds a NUL character (\\0); no id, parameter or field "
-                             "of this API can contain one")
+        raise InvalidRequest(
+            f"{where} holds a NUL character (\\0); no id, parameter or field "
+            "of this API can contain one"
+        )
 
 
 def int_param(name: str, default: int) -> int:
@@ -39,7 +42,9 @@ def int_param(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise InvalidRequest(f"{name} must be a whole number, not {raw!r}", parameter=name) from None
+        raise InvalidRequest(
+            f"{name} must be a whole number, not {raw!r}", parameter=name
+        ) from None
 
 
 def page_request() -> PageRequest:
@@ -67,5 +72,7 @@ def choice_param(name: str, choices: tuple[str, ...]) -> str | None:
     if raw is None or raw == "":
         return None
     if raw not in choices:
-        raise InvalidRequest(f"{name} must be one of {', '.join(choices)}, not {raw!r}", parameter=name)
+        raise InvalidRequest(
+            f"{name} must be one of {', '.join(choices)}, not {raw!r}", parameter=name
+        )
     return raw

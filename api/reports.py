@@ -33,7 +33,9 @@ def batch_json(batch_id: str):
 @bp.get("/reports/counts")
 def counts():
     fmt = choice_param("format", ("json", "csv")) or "json"
-    report = services.counts_report(resources(), lab_id(), datetime_param("from"), datetime_param("to"))
+    report = services.counts_report(
+        resources(), lab_id(), datetime_param("from"), datetime_param("to")
+    )
     if fmt == "csv":
         return _csv(services.to_csv(report["batches"], BATCH_FIELDS), "counts.csv")
     return jsonify(report)

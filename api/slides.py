@@ -20,7 +20,9 @@ def get_slide(slide_id: str):
         "self": url_for("slides.get_slide", slide_id=slide_id),
         "batch": url_for("batches.get_batch", batch_id=detail["batch_id"]),
         "image": url_for("slides.get_image", slide_id=slide_id),
-        "overlay": url_for("slides.get_overlay", slide_id=slide_id) if detail["has_overlay"] else None,
+        "overlay": url_for("slides.get_overlay", slide_id=slide_id)
+        if detail["has_overlay"]
+        else None,
     }
     detail["overlay_url"] = detail["links"]["overlay"]
     return json_with_etag(detail)
@@ -38,7 +40,9 @@ def _object(slide_id: str, which: str) -> Response:
     try:
         data = store.get(key)
     except KeyError:
-        raise services.NotFound(f"the {which} of slide {slide_id!r} is missing from the store") from None
+        raise services.NotFound(
+            f"the {which} of slide {slide_id!r} is missing from the store"
+        ) from None
     response = Response(data, mimetype=content_type)
     response.headers["Cache-Control"] = "private, max-age=300"
     return response

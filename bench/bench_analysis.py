@@ -31,7 +31,9 @@ def _slides(n: int) -> list[bytes]:
     return [f.read_bytes() for f in files]
 
 
-def _work(job: tuple[list[bytes], str]) -> tuple[int, dict[str, float], float, int, dict[str, str], float]:
+def _work(
+    job: tuple[list[bytes], str],
+) -> tuple[int, dict[str, float], float, int, dict[str, str], float]:
     from bloodcount.analysis import Analyzer
 
     blobs, method = job

@@ -55,8 +55,19 @@ def main() -> int:
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(LUA % stack.key)
         result = subprocess.run(
-            ["wrk", "-t2", f"-c{args.connections}", f"-d{args.seconds}s", "--latency", "-s", script.name, target],
-            capture_output=True, text=True, timeout=args.seconds + 60,
+            [
+                "wrk",
+                "-t2",
+                f"-c{args.connections}",
+                f"-d{args.seconds}s",
+                "--latency",
+                "-s",
+                script.name,
+                target,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=args.seconds + 60,
         )
         api_rss = rss_mb(stack.processes["serve"].pid)
     finally:

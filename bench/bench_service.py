@@ -150,7 +150,9 @@ def record(title: str, lines: list[str]) -> None:
         )
 
 
-DATA = Path(os.environ.get("BLOODCOUNT_DATA", ROOT.parent / "shared" / "data")) / "bccd" / "JPEGImages"
+DATA = (
+    Path(os.environ.get("BLOODCOUNT_DATA", ROOT.parent / "shared" / "data")) / "bccd" / "JPEGImages"
+)
 
 
 def main() -> int:

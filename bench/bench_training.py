@@ -45,31 +45,42 @@ def section(card: dict, wall: float | None, command: str, load_before: str) -> s
     cells = card["metrics"]["test"]["cells"]
     ex, inc = cells["background_excluded"], cells.get("background_included", {})
     rows = [
-        HEADING, "",
+        HEADING,
+        "",
         f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {_cpu()}, {os.cpu_count()} CPU cores visible; "
-        + (f"load average before {load_before}, after {_load()}" if wall is not None else
-           "recorded from the run's model card: "
-           + (card["training"].get("note") or card["training"].get("load_average_at_end", "")))
+        + (
+            f"load average before {load_before}, after {_load()}"
+            if wall is not None
+            else "recorded from the run's model card: "
+            + (card["training"].get("note") or card["training"].get("load_average_at_end", ""))
+        )
         + " (other engineers share these cores, so times may be inflated)",
         f"- command: `{command}`",
         f"- model: profile {card['profile']}, input {card['input_size']} px, alpha {card['alpha']}, "
         f"classes {', '.join(card['classes'])}",
         "",
-        "| measure | value |", "| --- | --- |",
+        "| measure | value |",
+        "| --- | --- |",
         f"| training time (data prep + both phases), s | {card['training']['seconds']:.0f} |",
     ]
     if wall is not None:
-        rows.append(f"| wall time of the whole command (incl. export, evaluation), s | {wall:.0f} |")
+        rows.append(
+            f"| wall time of the whole command (incl. export, evaluation), s | {wall:.0f} |"
+        )
     rows += [
         f"| test accuracy, 3 cells, background excluded | {ex['accuracy']:.4f} |",
         f"| test macro F1, 3 cells, background excluded | {ex['macro_f1']:.4f} |",
     ]
     if inc:
-        rows += [f"| test accuracy, 3 cells, background included | {inc['accuracy']:.4f} |",
-                 f"| test accuracy, all 4 classes | {card['metrics']['test']['all_classes']['accuracy']:.4f} |"]
-    rows.append(f"| target: train <= 1200 s and accuracy >= 0.997, macro F1 >= 0.995 | "
-                f"{'met' if card['training']['seconds'] <= 1200 and ex['accuracy'] >= 0.997 and ex['macro_f1'] >= 0.995 else 'NOT met'} |")
+        rows += [
+            f"| test accuracy, 3 cells, background included | {inc['accuracy']:.4f} |",
+            f"| test accuracy, all 4 classes | {card['metrics']['test']['all_classes']['accuracy']:.4f} |",
+        ]
+    rows.append(
+        f"| target: train <= 1200 s and accuracy >= 0.997, macro F1 >= 0.995 | "
+        f"{'met' if card['training']['seconds'] <= 1200 and ex['accuracy'] >= 0.997 and ex['macro_f1'] >= 0.995 else 'NOT met'} |"
+    )
     return "\n".join(rows) + "\n"
 
 
@@ -77,7 +88,11 @@ def write_section(text: str, path: Path = RESULTS) -> None:
     """Replace our section in RESULTS.md (or append it), leaving the others alone."""
     old = path.read_text() if path.exists() else "# Benchmark results\n"
     pattern = re.compile(re.escape(HEADING) + r".*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else old.rstrip() + "\n\n" + text
+    new = (
+        pattern.sub(lambda _: text + "\n", old)
+        if pattern.search(old)
+        else old.rstrip() + "\n\n" + text
+    )
     path.write_text(new)
 
 
@@ -93,8 +108,18 @@ def main(argv: list[str] | None = None) -> int:
         card = json.loads((args.from_card / "card.json").read_text())
         command = card["command"]
     else:
-        cmd = [sys.executable, "-m", "bloodcount.cli", "train", "--profile", "default",
-               "--output", str(args.output), "--seed", str(args.seed)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bloodcount.cli",
+            "train",
+            "--profile",
+            "default",
+            "--output",
+            str(args.output),
+            "--seed",
+            str(args.seed),
+        ]
         command = " ".join(cmd[1:])
         start = time.time()
         subprocess.run(cmd, check=True, cwd=ROOT)

@@ -39,8 +39,12 @@ class Cell:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "label": self.label, "confidence": self.confidence, "box": self.box,
-            "probabilities": self.probabilities, "edge": self.edge, "review": self.review,
+            "label": self.label,
+            "confidence": self.confidence,
+            "box": self.box,
+            "probabilities": self.probabilities,
+            "edge": self.edge,
+            "review": self.review,
             "background": self.background,
         }
 
@@ -63,8 +67,12 @@ class SlideResult:
     def to_dict(self) -> dict[str, Any]:
         """The per-slide JSON object of the analysis contract."""
         return {
-            "file": self.file, "width": self.width, "height": self.height,
-            "status": self.status, "error": self.error, "counts": dict(self.counts),
+            "file": self.file,
+            "width": self.width,
+            "height": self.height,
+            "status": self.status,
+            "error": self.error,
+            "counts": dict(self.counts),
             "cells": [c.to_dict() for c in self.cells],
             "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
         }
@@ -93,7 +101,10 @@ class Analyzer:
     """
 
     def __init__(
-        self, settings: Settings | None = None, classifier: Any = None, detector: Any = None,
+        self,
+        settings: Settings | None = None,
+        classifier: Any = None,
+        detector: Any = None,
         method: str | None = None,
     ) -> None:
         self.settings = settings or load_settings()
@@ -141,17 +152,24 @@ class Analyzer:
         ):
             confidence = float(probs[label])
             rounded = [round(float(v), 1) for v in box]
-            cells.append(Cell(
-                label=CLASSES[int(label)], confidence=round(confidence, 4), box=rounded,
-                probabilities={c: round(float(p), 4) for c, p in zip(CLASSES, probs, strict=True)},
-                # From the box as written, so a reader re-deriving the flag gets the same answer.
-                edge=bool(touches_border(np.array([rounded]), w, h)[0]),
-                review=confidence < self.settings.review_threshold,
-                background=round(float(bg), 4),
-            ))
+            cells.append(
+                Cell(
+                    label=CLASSES[int(label)],
+                    confidence=round(confidence, 4),
+                    box=rounded,
+                    probabilities={
+                        c: round(float(p), 4) for c, p in zip(CLASSES, probs, strict=True)
+                    },
+                    # From the box as written, so a reader re-deriving the flag gets the same answer.
+                    edge=bool(touches_border(np.array([rounded]), w, h)[0]),
+                    review=confidence < self.settings.review_threshold,
+                    background=round(float(bg), 4),
+                )
+            )
         counts = {c: sum(cell.label == c for cell in cells) for c in CLASSES}
-        return SlideResult(file=name, width=w, height=h, counts=counts, cells=cells,
-                           timings=dict(found.timings))
+        return SlideResult(
+            file=name, width=w, height=h, counts=counts, cells=cells, timings=dict(found.timings)
+        )
 
     def analyze_bytes(self, data: bytes, name: str, overlay: bool = False) -> SlideResult:
         """Decode and analyse one slide; unreadable input gives status "error", never raises.
@@ -164,9 +182,13 @@ class Analyzer:
             decode_ms = (time.perf_counter() - t0) * 1000
             result = self.analyze_image(image, name)
         except SlideError as exc:
-            return SlideResult(file=name, status="error", error=str(exc), counts={c: 0 for c in CLASSES})
+            return SlideResult(
+                file=name, status="error", error=str(exc), counts={c: 0 for c in CLASSES}
+            )
         except MemoryError:
-            return SlideResult(file=name, status="error", error="not enough memory to analyse this image")
+            return SlideResult(
+                file=name, status="error", error="not enough memory to analyse this image"
+            )
         result.timings = {"decode": decode_ms, **result.timings}
         if overlay:
             from bloodcount.vision.draw import draw_overlay
@@ -179,5 +201,7 @@ class Analyzer:
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
-            return SlideResult(file=str(path), status="error", error=f"cannot read file: {exc.strerror or exc}")
+            return SlideResult(
+                file=str(path), status="error", error=f"cannot read file: {exc.strerror or exc}"
+            )
         return self.analyze_bytes(data, str(path), overlay=overlay)

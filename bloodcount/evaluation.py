@@ -31,7 +31,9 @@ class SlideScore:
     matches: dict[str, tuple[int, int, int]]  # label -> (true positives, predicted, true)
 
 
-def greedy_matches(pred: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou: float = IOU_THRESHOLD) -> int:
+def greedy_matches(
+    pred: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou: float = IOU_THRESHOLD
+) -> int:
     """True positives: predictions matched one-to-one to truth at IoU >= ``iou``, best score first."""
     pred, truth = as_boxes(pred), as_boxes(truth)
     if len(pred) == 0 or len(truth) == 0:
@@ -49,7 +51,10 @@ def greedy_matches(pred: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou:
 
 
 def score_slide(
-    file: str, source: str, cells: list[dict[str, Any]], truth: Iterable[tuple[tuple[float, ...], str]]
+    file: str,
+    source: str,
+    cells: list[dict[str, Any]],
+    truth: Iterable[tuple[tuple[float, ...], str]],
 ) -> SlideScore:
     """Compare one slide's cells (contract dicts) with its true (box, label) pairs."""
     truth = list(truth)
@@ -77,10 +82,14 @@ def summarise(scores: list[SlideScore]) -> dict[str, Any]:
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         f1s.append(f1)
         out["classes"][label] = {
-            "true": n_true, "predicted": n_pred, "matched": int(tp),
+            "true": n_true,
+            "predicted": n_pred,
+            "matched": int(tp),
             "count_accuracy": (1 - abs(n_pred - n_true) / n_true) if n_true else None,
             "mae_per_slide": float(np.abs(pred - true).mean()) if len(scores) else None,
-            "precision": precision, "recall": recall, "f1": f1,
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
         }
     out["macro_f1"] = float(np.mean(f1s))
     return out
@@ -113,7 +122,15 @@ def plot_counts(scores: list[SlideScore], path: str) -> None:
             t = [s.true_counts[label] for s in group]
             p = [s.pred_counts[label] for s in group]
             top = max([top, *t, *p])
-            ax.scatter(t, p, s=14, alpha=0.6, marker=markers[source], color=CLASS_COLOURS[label], label=source)
+            ax.scatter(
+                t,
+                p,
+                s=14,
+                alpha=0.6,
+                marker=markers[source],
+                color=CLASS_COLOURS[label],
+                label=source,
+            )
         ax.plot([0, top], [0, top], color="grey", lw=1)
         ax.set(title=label, xlabel="true count per slide", ylabel="predicted count per slide")
         ax.legend(fontsize=7)

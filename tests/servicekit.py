@@ -108,17 +108,26 @@ def tiny_model(folder: Path) -> Path:
         model = tf.keras.Model(inputs, outputs)
         # Fixed weights: a crop whose blue clearly exceeds its green (a stained nucleus)
         # is a white cell, any other a red cell; platelets and background never win.
-        dense.set_weights([
-            np.array([[0, 0, 0, 0], [0, -12, 0, 0], [0, 12, 0, 0]], np.float32),
-            np.array([2.0, -1.0, -5.0, -3.0], np.float32),
-        ])
+        dense.set_weights(
+            [
+                np.array([[0, 0, 0, 0], [0, -12, 0, 0], [0, 12, 0, 0]], np.float32),
+                np.array([2.0, -1.0, -5.0, -3.0], np.float32),
+            ]
+        )
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         model_path.write_bytes(converter.convert())
         digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
-        card_path.write_text(json.dumps({
-            "name": "tiny-test-model", "version": "0.0.1", "sha256": digest,
-            "classes": list(CLASSES), "input_size": size,
-        }))
+        card_path.write_text(
+            json.dumps(
+                {
+                    "name": "tiny-test-model",
+                    "version": "0.0.1",
+                    "sha256": digest,
+                    "classes": list(CLASSES),
+                    "input_size": size,
+                }
+            )
+        )
     return folder
 
 
@@ -134,7 +143,9 @@ class ApiEnv:
         self.settings = embedded_settings(tmp_path, **overrides)
         self.keys = prepare_database(self.settings.database_url)
         self.analyzer = analyzer or Analyzer(self.settings, classifier=StandInClassifier())
-        self.app = create_app({"SETTINGS": self.settings, "ANALYZER": self.analyzer, "TESTING": True})
+        self.app = create_app(
+            {"SETTINGS": self.settings, "ANALYZER": self.analyzer, "TESTING": True}
+        )
         self.client = self.app.test_client()
         self.resources = self.app.extensions["bloodcount"].resources
 
@@ -142,17 +153,28 @@ class ApiEnv:
         return {"Authorization": f"Bearer {self.keys[lab]}", **extra}
 
     def get(self, path: str, lab: str = "Lab A", **kwargs):
-        return self.client.get(path, headers=self.headers(lab, **kwargs.pop("headers", {})), **kwargs)
+        return self.client.get(
+            path, headers=self.headers(lab, **kwargs.pop("headers", {})), **kwargs
+        )
 
     def post(self, path: str, lab: str = "Lab A", **kwargs):
-        return self.client.post(path, headers=self.headers(lab, **kwargs.pop("headers", {})), **kwargs)
+        return self.client.post(
+            path, headers=self.headers(lab, **kwargs.pop("headers", {})), **kwargs
+        )
 
-    def submit(self, files: dict[str, bytes], lab: str = "Lab A", reference: str | None = None, **headers):
+    def submit(
+        self, files: dict[str, bytes], lab: str = "Lab A", reference: str | None = None, **headers
+    ):
         data = {"files": [(io.BytesIO(content), name) for name, content in files.items()]}
         if reference is not None:
             data["reference"] = reference
-        return self.post("/api/v1/batches", lab=lab, data=data, headers=headers,
-                         content_type="multipart/form-data")
+        return self.post(
+            "/api/v1/batches",
+            lab=lab,
+            data=data,
+            headers=headers,
+            content_type="multipart/form-data",
+        )
 
     def close(self) -> None:
         self.resources.close()

@@ -32,13 +32,21 @@ class Smear:
         return self.labels.count(label)
 
 
-def _free(centres: list[tuple[float, float, float]], x: float, y: float, r: float, gap: float) -> bool:
+def _free(
+    centres: list[tuple[float, float, float]], x: float, y: float, r: float, gap: float
+) -> bool:
     return all(np.hypot(x - cx, y - cy) >= (r + cr) * gap for cx, cy, cr in centres)
 
 
 def make_smear(
-    seed: int = 0, width: int = 640, height: int = 480, scale: float = 1.0,
-    n_rbc: int = 14, n_wbc: int = 1, n_platelets: int = 2, touching_pairs: int = 2,
+    seed: int = 0,
+    width: int = 640,
+    height: int = 480,
+    scale: float = 1.0,
+    n_rbc: int = 14,
+    n_wbc: int = 1,
+    n_platelets: int = 2,
+    touching_pairs: int = 2,
     noise: float = 4.0,
 ) -> Smear:
     """Draw a smear; cells lie wholly inside the image so every one is countable."""

@@ -66,8 +66,11 @@ def _blur_scale(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     size = img.shape[0]
     if rng.random() < 0.3:  # seen at lower magnification: down then up
         small = max(8, int(size * rng.uniform(0.4, 0.9)))
-        img = cv2.resize(cv2.resize(img, (small, small), interpolation=cv2.INTER_AREA),
-                         (size, size), interpolation=cv2.INTER_LINEAR)
+        img = cv2.resize(
+            cv2.resize(img, (small, small), interpolation=cv2.INTER_AREA),
+            (size, size),
+            interpolation=cv2.INTER_LINEAR,
+        )
     if rng.random() < 0.15:  # slightly out of focus
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
     return img
@@ -78,8 +81,13 @@ def augment_batch(batch: np.ndarray, cfg: AugmentConfig, rng: np.random.Generato
     out = np.empty(batch.shape, dtype=np.float32)
     size = batch.shape[1]
     for i, img in enumerate(batch):
-        img = cv2.warpAffine(img, _affine(size, cfg, rng), (size, size),
-                             flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        img = cv2.warpAffine(
+            img,
+            _affine(size, cfg, rng),
+            (size, size),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT_101,
+        )
         if cfg.stain:
             img = _stain(img, cfg, rng)
         if cfg.blur_scale:

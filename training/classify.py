@@ -35,8 +35,13 @@ def load_card(model_dir: Path) -> dict[str, Any]:
 
 
 def classify_dataset(
-    labels: Path, fmt: str, output: Path, images: Path | None = None,
-    model_dir: Path | None = None, classes: Path | None = None, strict: bool = False,
+    labels: Path,
+    fmt: str,
+    output: Path,
+    images: Path | None = None,
+    model_dir: Path | None = None,
+    classes: Path | None = None,
+    strict: bool = False,
 ) -> str:
     """Classify each usable labelled box; write the JSON report; return a one-line summary."""
     model_dir = Path(model_dir or default_model_dir())
@@ -57,17 +62,20 @@ def classify_dataset(
             report.counts["degenerate box"] += len(record.boxes) - len(boxes)
         if not boxes:
             continue
-        crops = np.stack([crop_cell(img, b.xyxy, lite.size, card.get("context", 0.15))
-                          for b in boxes])
+        crops = np.stack(
+            [crop_cell(img, b.xyxy, lite.size, card.get("context", 0.15)) for b in boxes]
+        )
         probs = lite.predict(crops)
         for box, p in zip(boxes, probs, strict=True):
-            entries.append({
-                "file": str(record.image_path),
-                "box": [round(v, 1) for v in box.xyxy],
-                "true": box.label,
-                "predicted": names[int(p.argmax())],
-                "probabilities": {n: round(float(v), 5) for n, v in zip(names, p, strict=True)},
-            })
+            entries.append(
+                {
+                    "file": str(record.image_path),
+                    "box": [round(v, 1) for v in box.xyxy],
+                    "true": box.label,
+                    "predicted": names[int(p.argmax())],
+                    "probabilities": {n: round(float(v), 5) for n, v in zip(names, p, strict=True)},
+                }
+            )
         all_probs.append(probs)
         truths += [names.index(b.label) for b in boxes]
     probs = np.concatenate(all_probs) if all_probs else np.zeros((0, len(names)))
@@ -75,17 +83,21 @@ def classify_dataset(
     result = {
         "schema": SCHEMA,
         "model": {k: card[k] for k in ("name", "version", "sha256")},
-        "labels": str(labels), "format": fmt,
+        "labels": str(labels),
+        "format": fmt,
         "crops": entries,
-        "metrics": {"all_outputs": metrics(y, probs.argmax(1), names) if len(y) else {},
-                    "cells": cell_metrics(probs, y, names) if len(y) else {}},
+        "metrics": {
+            "all_outputs": metrics(y, probs.argmax(1), names) if len(y) else {},
+            "cells": cell_metrics(probs, y, names) if len(y) else {},
+        },
         "skipped": dict(report.counts),
         "skipped_messages": report.messages[:200],
     }
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(json.dumps(result, indent=1) + "\n")
     cells = result["metrics"]["cells"].get("background_excluded", {})
-    return (f"{len(entries)} boxes from {len(records)} images -> {output}; "
-            f"3-class accuracy {cells.get('accuracy', 0):.4f}, macro F1 "
-            f"{cells.get('macro_f1', 0):.4f}; {report.summary()}")
-
+    return (
+        f"{len(entries)} boxes from {len(records)} images -> {output}; "
+        f"3-class accuracy {cells.get('accuracy', 0):.4f}, macro F1 "
+        f"{cells.get('macro_f1', 0):.4f}; {report.summary()}"
+    )

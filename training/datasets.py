@@ -28,12 +28,26 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 # Spellings seen in public blood-cell datasets, lower-cased, mapped to our three names.
 _LABEL_ALIASES = {
-    "rbc": "RBC", "rbcs": "RBC", "red blood cell": "RBC", "red_blood_cell": "RBC",
-    "red blood cells": "RBC", "erythrocyte": "RBC", "erythrocytes": "RBC",
-    "wbc": "WBC", "wbcs": "WBC", "white blood cell": "WBC", "white_blood_cell": "WBC",
-    "white blood cells": "WBC", "leukocyte": "WBC", "leukocytes": "WBC",
-    "platelets": "Platelets", "platelet": "Platelets", "plt": "Platelets",
-    "plts": "Platelets", "thrombocyte": "Platelets", "thrombocytes": "Platelets",
+    "rbc": "RBC",
+    "rbcs": "RBC",
+    "red blood cell": "RBC",
+    "red_blood_cell": "RBC",
+    "red blood cells": "RBC",
+    "erythrocyte": "RBC",
+    "erythrocytes": "RBC",
+    "wbc": "WBC",
+    "wbcs": "WBC",
+    "white blood cell": "WBC",
+    "white_blood_cell": "WBC",
+    "white blood cells": "WBC",
+    "leukocyte": "WBC",
+    "leukocytes": "WBC",
+    "platelets": "Platelets",
+    "platelet": "Platelets",
+    "plt": "Platelets",
+    "plts": "Platelets",
+    "thrombocyte": "Platelets",
+    "thrombocytes": "Platelets",
 }
 # When one image arrives through several sources, keep the labels of the most complete one:
 # TXL-PBC boxes every visible cell, BCCD about half the red cells, CBC re-uses BCCD.
@@ -136,8 +150,12 @@ def image_size(path: Path, report: ReadReport) -> tuple[int, int] | None:
 
 
 def make_box(
-    coords: tuple[float, float, float, float], raw_label: str, width: int, height: int,
-    where: str, report: ReadReport,
+    coords: tuple[float, float, float, float],
+    raw_label: str,
+    width: int,
+    height: int,
+    where: str,
+    report: ReadReport,
 ) -> Box | None:
     """Validated, normalised and clipped box, or None (recorded) for a bad one."""
     label = normalise_label(raw_label)
@@ -230,8 +248,10 @@ def read_csv_boxes(
         header = next(reader, None)
         layout = csv_layout(header or [])
         if layout is None:
-            raise DataError(f"{csv_path}:1: unrecognised CSV header {header!r}; expected "
-                            + " or ".join(",".join(c) for c in CSV_LAYOUTS.values()))
+            raise DataError(
+                f"{csv_path}:1: unrecognised CSV header {header!r}; expected "
+                + " or ".join(",".join(c) for c in CSV_LAYOUTS.values())
+            )
         index = {h.strip().lower(): i for i, h in enumerate(header)}
         name_col, label_col = ("filename", "cell_type") if layout == "bccd" else ("image", "label")
         records: dict[str, ImageRecord | None] = {}
@@ -240,7 +260,9 @@ def read_csv_boxes(
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
-                report.problem("malformed line", where, f"expected {len(header)} fields, got {len(row)}")
+                report.problem(
+                    "malformed line", where, f"expected {len(header)} fields, got {len(row)}"
+                )
                 continue
             try:
                 coords = tuple(float(row[index[k]]) for k in ("xmin", "ymin", "xmax", "ymax"))
@@ -252,13 +274,16 @@ def read_csv_boxes(
                 image_path = _find_image(Path(images_dir), name)
                 size = image_size(image_path, report)
                 records[name] = (
-                    None if size is None
+                    None
+                    if size is None
                     else ImageRecord(image_path, csv_path, source, "csv", size[0], size[1])
                 )
             record = records[name]
             if record is None:
                 continue
-            box = make_box(coords, row[index[label_col]], record.width, record.height, where, report)
+            box = make_box(
+                coords, row[index[label_col]], record.width, record.height, where, report
+            )
             if box is not None:
                 record.boxes.append(box)
     return [r for r in records.values() if r is not None]
@@ -287,7 +312,10 @@ def txl_subsource(name: str, width: int, height: int) -> str:
 
 
 def read_yolo(
-    labels_dir: Path, images_dir: Path, classes_path: Path, source: str | None = None,
+    labels_dir: Path,
+    images_dir: Path,
+    classes_path: Path,
+    source: str | None = None,
     report: ReadReport | None = None,
 ) -> list[ImageRecord]:
     """YOLO ``class cx cy w h`` (relative) files; ``source=None`` names TXL sub-sources."""
@@ -322,8 +350,12 @@ def read_yolo(
             if not 0 <= cls < len(classes):
                 report.problem("unknown label", where, f"class id {cls} not in {classes_path}")
                 continue
-            coords = ((cx - bw / 2) * width, (cy - bh / 2) * height,
-                      (cx + bw / 2) * width, (cy + bh / 2) * height)
+            coords = (
+                (cx - bw / 2) * width,
+                (cy - bh / 2) * height,
+                (cx + bw / 2) * width,
+                (cy + bh / 2) * height,
+            )
             box = make_box(coords, classes[cls], width, height, where, report)
             if box is not None:
                 record.boxes.append(box)
@@ -332,7 +364,10 @@ def read_yolo(
 
 
 def read_labels(
-    fmt: str, labels: Path, images: Path | None = None, report: ReadReport | None = None,
+    fmt: str,
+    labels: Path,
+    images: Path | None = None,
+    report: ReadReport | None = None,
     classes: Path | None = None,
 ) -> list[ImageRecord]:
     """Read one labelled folder/file in ``fmt`` (voc, csv, yolo); used by ``classify``."""
@@ -343,8 +378,13 @@ def read_labels(
         return read_csv_boxes(labels, images or labels.parent / "JPEGImages", "csv", report)
     if fmt == "yolo":
         classes = classes or next(
-            (p for p in (labels.parent / "classes.txt", labels.parent.parent / "classes.txt")
-             if p.is_file()), labels.parent / "classes.txt")
+            (
+                p
+                for p in (labels.parent / "classes.txt", labels.parent.parent / "classes.txt")
+                if p.is_file()
+            ),
+            labels.parent / "classes.txt",
+        )
         return read_yolo(labels, images or labels.parent / "images", classes, None, report)
     raise DataError(f"unknown format {fmt!r}: use voc, csv or yolo")
 
@@ -356,11 +396,15 @@ def read_shared_data(data_dir: Path, report: ReadReport | None = None) -> list[I
     records = read_voc(data_dir / "bccd/Annotations", data_dir / "bccd/JPEGImages", "bccd", report)
     for part in ("Training", "Testing"):
         records += read_voc(
-            data_dir / "cbc" / part / "Annotations", data_dir / "cbc" / part / "Images", "cbc", report
+            data_dir / "cbc" / part / "Annotations",
+            data_dir / "cbc" / part / "Images",
+            "cbc",
+            report,
         )
     txl = data_dir / "txl-pbc"
-    records += read_yolo(txl / "train/labels", txl / "train/images", txl / "classes.txt",
-                         None, report)
+    records += read_yolo(
+        txl / "train/labels", txl / "train/images", txl / "classes.txt", None, report
+    )
     return records
 
 
@@ -376,8 +420,14 @@ def merge_by_content(records: list[ImageRecord]) -> list[ImageRecord]:
         groups.setdefault(record.sha256, []).append(record)
     merged = []
     for digest in sorted(groups):
-        group = sorted(groups[digest], key=lambda r: SOURCE_PRIORITY.index(r.source)
-                       if r.source in SOURCE_PRIORITY else len(SOURCE_PRIORITY))
+        group = sorted(
+            groups[digest],
+            key=lambda r: (
+                SOURCE_PRIORITY.index(r.source)
+                if r.source in SOURCE_PRIORITY
+                else len(SOURCE_PRIORITY)
+            ),
+        )
         primary = group[0]
         primary.aliases = group[1:]
         merged.append(primary)

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 
 
-def metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...] | list[str]) -> dict[str, Any]:
+def metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...] | list[str]
+) -> dict[str, Any]:
     """Accuracy, per-class precision/recall/F1/support, macro F1 and the confusion matrix."""
     k = len(classes)
     cm = np.zeros((k, k), dtype=np.int64)
@@ -21,8 +23,12 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...] | l
         precision = tp / cm[:, i].sum() if cm[:, i].sum() else 0.0
         recall = tp / cm[i].sum() if cm[i].sum() else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": round(float(precision), 5), "recall": round(float(recall), 5),
-                           "f1": round(float(f1), 5), "support": int(cm[i].sum())}
+        per_class[name] = {
+            "precision": round(float(precision), 5),
+            "recall": round(float(recall), 5),
+            "f1": round(float(f1), 5),
+            "support": int(cm[i].sum()),
+        }
         if cm[i].sum():
             f1s.append(f1)
     total = int(cm.sum())
@@ -45,12 +51,16 @@ def cell_metrics(probs: np.ndarray, y_true: np.ndarray, classes: tuple[str, ...]
     cells = [i for i, c in enumerate(classes) if c != "background"]
     mask = np.isin(y_true, cells)
     p, t = probs[mask], y_true[mask]
-    out = {"background_excluded": metrics(t, np.asarray(cells)[p[:, cells].argmax(1)],
-                                          [classes[i] for i in cells])}
+    out = {
+        "background_excluded": metrics(
+            t, np.asarray(cells)[p[:, cells].argmax(1)], [classes[i] for i in cells]
+        )
+    }
     if len(cells) < len(classes):
         out["background_included"] = metrics(t, p.argmax(1), classes)
         out["background_included"]["per_class"] = {
-            c: v for c, v in out["background_included"]["per_class"].items() if c != "background"}
+            c: v for c, v in out["background_included"]["per_class"].items() if c != "background"
+        }
     return out
 
 
@@ -58,7 +68,9 @@ def report_text(m: dict[str, Any], title: str) -> str:
     """A classification report in the usual text layout."""
     lines = [title, f"{'':>12} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}"]
     for name, v in m["per_class"].items():
-        lines.append(f"{name:>12} {v['precision']:9.4f} {v['recall']:9.4f} {v['f1']:9.4f} {v['support']:8d}")
+        lines.append(
+            f"{name:>12} {v['precision']:9.4f} {v['recall']:9.4f} {v['f1']:9.4f} {v['support']:8d}"
+        )
     lines.append(f"{'accuracy':>12} {m['accuracy']:29.4f} {m['n']:8d}")
     lines.append(f"{'macro F1':>12} {m['macro_f1']:29.4f}")
     cm = m["confusion_matrix"]
@@ -81,8 +93,14 @@ def plot_confusion(m: dict[str, Any], path: Path, title: str) -> None:
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     ax.set_xticks(range(len(labels)), labels, rotation=30)
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
@@ -120,10 +138,19 @@ def write_reports(out_dir: Path, test: dict[str, Any], history: dict[str, list[f
     """confusion_matrix.{json,png}, classification_report.txt and training_curves.png."""
     out_dir = Path(out_dir)
     full = test["all_classes"]
-    (out_dir / "confusion_matrix.json").write_text(json.dumps({
-        "split": "test", **full["confusion_matrix"],
-        "cells_background_excluded": test["cells"]["background_excluded"]["confusion_matrix"],
-    }, indent=1) + "\n")
+    (out_dir / "confusion_matrix.json").write_text(
+        json.dumps(
+            {
+                "split": "test",
+                **full["confusion_matrix"],
+                "cells_background_excluded": test["cells"]["background_excluded"][
+                    "confusion_matrix"
+                ],
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     plot_confusion(full, out_dir / "confusion_matrix.png", "test split (image-grouped)")
     text = report_text(full, "Test split, all classes")
     for key, m in test["cells"].items():

@@ -44,7 +44,7 @@ class LiteClassifier:
         """Softmax probabilities for each crop, in the model card's class order."""
         outs = []
         for start in range(0, len(crops), batch_size):
-            chunk = np.asarray(crops[start:start + batch_size], dtype=self.input["dtype"])
+            chunk = np.asarray(crops[start : start + batch_size], dtype=self.input["dtype"])
             if len(chunk) != self._batch:
                 self.interpreter.resize_tensor_input(self.input["index"], chunk.shape)
                 self.interpreter.allocate_tensors()

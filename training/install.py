@@ -15,8 +15,16 @@ from typing import Any
 from training.train import write_card
 
 INSTALL_DIR = Path(__file__).resolve().parents[1] / "bloodcount" / "models" / "default"
-INSTALL_FILES = ("model.tflite", "model.keras", "card.json", "card.md", "confusion_matrix.png",
-                 "confusion_matrix.json", "training_curves.png", "classification_report.txt")
+INSTALL_FILES = (
+    "model.tflite",
+    "model.keras",
+    "card.json",
+    "card.md",
+    "confusion_matrix.png",
+    "confusion_matrix.json",
+    "training_curves.png",
+    "classification_report.txt",
+)
 MAX_KERAS_BYTES = 10_000_000
 
 
@@ -26,14 +34,18 @@ def profile_row(card: dict[str, Any], note: str = "") -> dict[str, Any]:
     ex = cells["background_excluded"]
     inc = cells.get("background_included")
     return {
-        "profile": card["profile"], "input_size": card["input_size"], "alpha": card["alpha"],
+        "profile": card["profile"],
+        "input_size": card["input_size"],
+        "alpha": card["alpha"],
         "classes": len(card["classes"]),
-        "accuracy": ex["accuracy"], "macro_f1": ex["macro_f1"],
+        "accuracy": ex["accuracy"],
+        "macro_f1": ex["macro_f1"],
         "per_class_f1": {c: v["f1"] for c, v in ex["per_class"].items()},
         "accuracy_background_included": inc["accuracy"] if inc else None,
         "train_seconds": round(card["training"]["seconds"]),
         "epochs_run": card["training"].get("epochs_run"),
-        "command": card["command"], "note": note,
+        "command": card["command"],
+        "note": note,
     }
 
 
@@ -58,7 +70,11 @@ def install(model_dir: Path, target: Path = INSTALL_DIR, compare: list[str] | No
             if path.is_file():
                 other = json.loads(path.read_text())
                 shipped = other["sha256"] == card["sha256"]
-                rows.append(profile_row(other, "; ".join(filter(None, ["shipped" if shipped else "", note]))))
+                rows.append(
+                    profile_row(
+                        other, "; ".join(filter(None, ["shipped" if shipped else "", note]))
+                    )
+                )
         card["profiles_table"] = rows
         write_card(target, card)
     return target
@@ -67,8 +83,13 @@ def install(model_dir: Path, target: Path = INSTALL_DIR, compare: list[str] | No
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", type=Path)
-    parser.add_argument("--compare", nargs="*", default=[], metavar="DIR[:NOTE]",
-                        help="model folders to list in the card's profile table")
+    parser.add_argument(
+        "--compare",
+        nargs="*",
+        default=[],
+        metavar="DIR[:NOTE]",
+        help="model folders to list in the card's profile table",
+    )
     args = parser.parse_args(argv)
     print(install(args.model_dir, compare=args.compare))
     return 0

@@ -20,17 +20,22 @@ def default_weights_path() -> Path:
     return Path(__file__).resolve().parents[1].parent / "shared" / "weights" / WEIGHTS_FILE
 
 
-def build_model(input_size: int, alpha: float, n_classes: int, weights: str | Path | None,
-                seed: int = 0):
+def build_model(
+    input_size: int, alpha: float, n_classes: int, weights: str | Path | None, seed: int = 0
+):
     """(model, base, features, head): ``features`` maps crops to pooled base features and
     ``head`` maps those to probabilities, sharing layers with ``model``."""
     import keras
 
     keras.utils.set_random_seed(seed)
     if weights is not None and str(weights) != "imagenet" and not Path(weights).is_file():
-        raise FileNotFoundError(f"MobileNetV2 weights not found at {weights}: set BLOODCOUNT_WEIGHTS")
+        raise FileNotFoundError(
+            f"MobileNetV2 weights not found at {weights}: set BLOODCOUNT_WEIGHTS"
+        )
     base = keras.applications.MobileNetV2(
-        input_shape=(input_size, input_size, 3), alpha=alpha, include_top=False,
+        input_shape=(input_size, input_size, 3),
+        alpha=alpha,
+        include_top=False,
         weights=None if weights is None else str(weights),
     )
     base.trainable = False
@@ -40,12 +45,15 @@ def build_model(input_size: int, alpha: float, n_classes: int, weights: str | Pa
     x = base(x, training=False)
     pooled = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     features = keras.Model(inputs, pooled, name="features")
-    head = keras.Sequential([
-        keras.Input((pooled.shape[-1],)),
-        keras.layers.Dense(128, activation="relu", name="fc128"),
-        keras.layers.Dropout(0.5, name="dropout", seed=seed),
-        keras.layers.Dense(n_classes, activation="softmax", name="probabilities"),
-    ], name="head")
+    head = keras.Sequential(
+        [
+            keras.Input((pooled.shape[-1],)),
+            keras.layers.Dense(128, activation="relu", name="fc128"),
+            keras.layers.Dropout(0.5, name="dropout", seed=seed),
+            keras.layers.Dense(n_classes, activation="softmax", name="probabilities"),
+        ],
+        name="head",
+    )
     model = keras.Model(inputs, head(pooled), name="bloodcount_mobilenetv2")
     return model, base, features, head
 

@@ -30,8 +30,9 @@ def iou(box: BoxT, others: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-9)
 
 
-def jitter_box(box: BoxT, rng: np.random.Generator, min_iou: float = POS_MIN_IOU,
-               tries: int = 20) -> BoxT:
+def jitter_box(
+    box: BoxT, rng: np.random.Generator, min_iou: float = POS_MIN_IOU, tries: int = 20
+) -> BoxT:
     """A perturbed copy of ``box`` (shift and scale) with IoU > ``min_iou`` to it."""
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
@@ -51,8 +52,9 @@ def _inside(box: BoxT, width: int, height: int) -> bool:
     return 0 <= cx < width and 0 <= cy < height and box[2] - box[0] >= 4 and box[3] - box[1] >= 4
 
 
-def _candidate(kind: str, boxes: np.ndarray, width: int, height: int,
-               rng: np.random.Generator) -> BoxT | None:
+def _candidate(
+    kind: str, boxes: np.ndarray, width: int, height: int, rng: np.random.Generator
+) -> BoxT | None:
     ref = boxes[rng.integers(len(boxes))]
     w, h = ref[2] - ref[0], ref[3] - ref[1]
     if kind == "random":  # a cell-sized box anywhere
@@ -82,8 +84,12 @@ def _candidate(kind: str, boxes: np.ndarray, width: int, height: int,
 
 
 def sample_negatives(
-    boxes: list[BoxT], width: int, height: int, rng: np.random.Generator,
-    per_kind: dict[str, int], tries: int = 30,
+    boxes: list[BoxT],
+    width: int,
+    height: int,
+    rng: np.random.Generator,
+    per_kind: dict[str, int],
+    tries: int = 30,
 ) -> list[tuple[BoxT, str]]:
     """Background boxes of each kind with IoU < NEG_MAX_IOU to every labelled box.
 

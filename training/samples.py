@@ -36,9 +36,14 @@ class CropSet:
 
     def subset(self, mask: np.ndarray) -> CropSet:
         idx = np.flatnonzero(mask)
-        return CropSet(self.x[idx], self.y[idx], [self.image[i] for i in idx],
-                       [self.kind[i] for i in idx], [self.file[i] for i in idx],
-                       [self.box[i] for i in idx])
+        return CropSet(
+            self.x[idx],
+            self.y[idx],
+            [self.image[i] for i in idx],
+            [self.kind[i] for i in idx],
+            [self.file[i] for i in idx],
+            [self.box[i] for i in idx],
+        )
 
 
 def read_rgb(record: ImageRecord, report: ReadReport) -> np.ndarray | None:
@@ -51,9 +56,16 @@ def read_rgb(record: ImageRecord, report: ReadReport) -> np.ndarray | None:
 
 
 def build_crops(
-    records: list[ImageRecord], size: int, classes: tuple[str, ...], *, seed: int,
-    jitter_copies: int = 0, negatives: bool = False, context: float = CONTEXT,
-    report: ReadReport | None = None, border_jitter_copies: int | None = None,
+    records: list[ImageRecord],
+    size: int,
+    classes: tuple[str, ...],
+    *,
+    seed: int,
+    jitter_copies: int = 0,
+    negatives: bool = False,
+    context: float = CONTEXT,
+    report: ReadReport | None = None,
+    border_jitter_copies: int | None = None,
 ) -> CropSet:
     """Crops of every usable labelled box, ``jitter_copies`` jittered copies of each
     (``border_jitter_copies`` for boxes touching the image edge), and (if ``negatives`` and
@@ -86,13 +98,17 @@ def build_crops(
             add(img, b.xyxy, b.label, "box", record)
             at_border = b.x0 <= 2 or b.y0 <= 2 or b.x1 >= w - 2 or b.y1 >= h - 2
             # Edge-cut cells look odd once crop_cell mirrors the border: most errors are there.
-            copies = jitter_copies if border_jitter_copies is None or not at_border \
+            copies = (
+                jitter_copies
+                if border_jitter_copies is None or not at_border
                 else border_jitter_copies
+            )
             for _ in range(copies):
                 add(img, jitter_box(b.xyxy, rng), b.label, "jitter", record)
         if negatives and BACKGROUND in index and record.complete:
-            for box, kind in sample_negatives([b.xyxy for b in record.boxes], w, h, rng,
-                                              NEGATIVES_PER_IMAGE):
+            for box, kind in sample_negatives(
+                [b.xyxy for b in record.boxes], w, h, rng, NEGATIVES_PER_IMAGE
+            ):
                 add(img, box, BACKGROUND, kind, record)
     x = np.stack(xs) if xs else np.zeros((0, size, size, 3), np.uint8)
     return CropSet(x, np.asarray(ys, dtype=np.int64), images, kinds, files, boxes)

@@ -35,7 +35,8 @@ def _stratum(record: ImageRecord) -> tuple[str, bool, bool]:
 
 
 def assign_sides(
-    records: list[ImageRecord], seed: int = DEFAULT_SEED,
+    records: list[ImageRecord],
+    seed: int = DEFAULT_SEED,
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
 ) -> dict[str, str]:
     """sha256 -> side. Each image (a content-hash group) goes to exactly one side.
@@ -71,7 +72,9 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def build_manifest(
-    records: list[ImageRecord], data_dir: Path, seed: int = DEFAULT_SEED,
+    records: list[ImageRecord],
+    data_dir: Path,
+    seed: int = DEFAULT_SEED,
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
 ) -> dict[str, Any]:
     """Manifest dict for merged ``records``: ids, hashes, sources, sides; no pixels."""
@@ -79,18 +82,27 @@ def build_manifest(
     images = []
     for record in sorted(records, key=lambda r: r.sha256):
         views = [record, *record.aliases]
-        images.append({
-            "sha256": record.sha256,
-            "id": _rel(record.image_path, data_dir),
-            "source": record.source,
-            "side": sides[record.sha256],
-            "width": record.width,
-            "height": record.height,
-            "counts": {c: sum(b.label == c for b in record.boxes) for c in CELL_CLASSES},
-            # Every source the same bytes arrive through, with its own labels file.
-            "views": [{"source": v.source, "format": v.fmt, "image": _rel(v.image_path, data_dir),
-                       "labels": _rel(v.labels_path, data_dir)} for v in views],
-        })
+        images.append(
+            {
+                "sha256": record.sha256,
+                "id": _rel(record.image_path, data_dir),
+                "source": record.source,
+                "side": sides[record.sha256],
+                "width": record.width,
+                "height": record.height,
+                "counts": {c: sum(b.label == c for b in record.boxes) for c in CELL_CLASSES},
+                # Every source the same bytes arrive through, with its own labels file.
+                "views": [
+                    {
+                        "source": v.source,
+                        "format": v.fmt,
+                        "image": _rel(v.image_path, data_dir),
+                        "labels": _rel(v.labels_path, data_dir),
+                    }
+                    for v in views
+                ],
+            }
+        )
     return {
         "schema": SCHEMA,
         "seed": seed,
@@ -139,7 +151,9 @@ def load_split(path: Path | str | None = None) -> dict[str, Any]:
 
 
 def held_out_images(
-    source: str | None = None, side: str = "test", path: Path | str | None = None,
+    source: str | None = None,
+    side: str = "test",
+    path: Path | str | None = None,
     data_dir: Path | str | None = None,
 ) -> list[dict[str, Any]]:
     """Images on ``side`` (default the held-out test side) with absolute image/labels paths.
@@ -157,12 +171,19 @@ def held_out_images(
         for view in views:
             if source and view["source"] != source:
                 continue
-            out.append({
-                "sha256": entry["sha256"], "id": entry["id"], "source": view["source"],
-                "primary_source": entry["source"], "format": view["format"],
-                "image": root / view["image"], "labels": root / view["labels"],
-                "width": entry["width"], "height": entry["height"],
-            })
+            out.append(
+                {
+                    "sha256": entry["sha256"],
+                    "id": entry["id"],
+                    "source": view["source"],
+                    "primary_source": entry["source"],
+                    "format": view["format"],
+                    "image": root / view["image"],
+                    "labels": root / view["labels"],
+                    "width": entry["width"],
+                    "height": entry["height"],
+                }
+            )
     return out
 
 

@@ -66,15 +66,32 @@ class Profile:
 
 PROFILES = {
     # The study: 224 px, 3 classes, its augmentation, batch 32, Adam 1e-3 then 1e-4.
-    "seed": Profile("seed", 224, background=False, jitter_copies=0, augment=STUDY,
-                    phase1_views=1, phase1_epochs=25, phase2_epochs=3, rbc_per_epoch=3000,
-                    notes=["seed profile shortened for 2 CPU cores: phase 2 capped at 3 epochs "
-                           "and 3000 RBC crops drawn per epoch (all WBC and platelets)"]),
+    "seed": Profile(
+        "seed",
+        224,
+        background=False,
+        jitter_copies=0,
+        augment=STUDY,
+        phase1_views=1,
+        phase1_epochs=25,
+        phase2_epochs=3,
+        rbc_per_epoch=3000,
+        notes=[
+            "seed profile shortened for 2 CPU cores: phase 2 capped at 3 epochs "
+            "and 3000 RBC crops drawn per epoch (all WBC and platelets)"
+        ],
+    ),
     # Run 2 of the 96 px default had 11 RBC -> platelet confusions, most on edge-cut cells:
     # extra jittered copies of edge boxes, milder class weights and stain jitter address them.
     # 16 fine-tuning epochs: val loss still fell after 12 (measured, see the model card).
-    "default": Profile("default", 96, border_jitter_copies=2, class_weight_power=0.5,
-                       augment=DEFAULT_MILD_STAIN, phase2_epochs=16),
+    "default": Profile(
+        "default",
+        96,
+        border_jitter_copies=2,
+        class_weight_power=0.5,
+        augment=DEFAULT_MILD_STAIN,
+        phase2_epochs=16,
+    ),
 }
 
 
@@ -124,7 +141,7 @@ def _sequence(x: np.ndarray, y: np.ndarray, profile: Profile, seed: int, weights
             return int(np.ceil(len(self.order) / profile.batch_size))
 
         def __getitem__(self, i: int):
-            idx = np.sort(self.order[i * profile.batch_size:(i + 1) * profile.batch_size])
+            idx = np.sort(self.order[i * profile.batch_size : (i + 1) * profile.batch_size])
             xb = augment_batch(x[idx], profile.augment, self.rng)
             yb = np.eye(len(profile.classes), dtype=np.float32)[y[idx]]
             return xb, yb, weights[y[idx]].astype(np.float32)
@@ -136,16 +153,24 @@ def _callbacks(checkpoint: Path, patience: int, monitor: str = "val_loss") -> li
     import keras
 
     return [
-        keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=monitor, save_best_only=True,
-                                        save_weights_only=True),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(
+            str(checkpoint), monitor=monitor, save_best_only=True, save_weights_only=True
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=patience, restore_best_weights=True
+        ),
         # Halve, not cut by 3, after 2 flat epochs: the first run starved phase 2 of steps.
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2, min_lr=1e-6),
     ]
 
 
-def fit(profile: Profile, crops: dict[str, CropSet], weights_path: Path | None, seed: int,
-        work_dir: Path):
+def fit(
+    profile: Profile,
+    crops: dict[str, CropSet],
+    weights_path: Path | None,
+    seed: int,
+    work_dir: Path,
+):
     """Two-phase training; returns (keras model, history dict)."""
     import keras
     import tensorflow as tf
@@ -164,25 +189,49 @@ def fit(profile: Profile, crops: dict[str, CropSet], weights_path: Path | None, 
     t0 = time.time()
     feats, labels = [], []
     for view in range(profile.phase1_views):
-        idx = np.sort(epoch_indices(train.y, profile.rbc_per_epoch and 2 * profile.rbc_per_epoch,
-                                    0, rng))
+        idx = np.sort(
+            epoch_indices(train.y, profile.rbc_per_epoch and 2 * profile.rbc_per_epoch, 0, rng)
+        )
         # In chunks: a float32 copy of every 224 px crop at once would take gigabytes.
-        feats.append(np.concatenate([
-            features.predict(augment_batch(train.x[chunk], profile.augment, rng),
-                             batch_size=128, verbose=0)
-            for chunk in np.array_split(idx, max(1, len(idx) // 2048))]))
+        feats.append(
+            np.concatenate(
+                [
+                    features.predict(
+                        augment_batch(train.x[chunk], profile.augment, rng),
+                        batch_size=128,
+                        verbose=0,
+                    )
+                    for chunk in np.array_split(idx, max(1, len(idx) // 2048))
+                ]
+            )
+        )
         labels.append(train.y[idx])
-        log.info("phase 1: cached frozen features of view %d/%d (%d crops, %.0f s)",
-                 view + 1, profile.phase1_views, len(idx), time.time() - t0)
+        log.info(
+            "phase 1: cached frozen features of view %d/%d (%d crops, %.0f s)",
+            view + 1,
+            profile.phase1_views,
+            len(idx),
+            time.time() - t0,
+        )
     f_train, y_train = np.concatenate(feats), np.concatenate(labels)
     f_val = features.predict(val.x.astype(np.float32), batch_size=128, verbose=0)
     cw = class_weights(y_train, n, profile.class_weight_power)
-    head.compile(optimizer=keras.optimizers.Adam(profile.lr1), loss="categorical_crossentropy",
-                     metrics=["accuracy"])
-    h1 = head.fit(f_train, keras.utils.to_categorical(y_train, n), sample_weight=cw[y_train],
-                  validation_data=(f_val, y_val), epochs=profile.phase1_epochs,
-                  batch_size=profile.batch_size, shuffle=True, verbose=2,
-                  callbacks=_callbacks(work_dir / "phase1.weights.h5", profile.patience))
+    head.compile(
+        optimizer=keras.optimizers.Adam(profile.lr1),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    h1 = head.fit(
+        f_train,
+        keras.utils.to_categorical(y_train, n),
+        sample_weight=cw[y_train],
+        validation_data=(f_val, y_val),
+        epochs=profile.phase1_epochs,
+        batch_size=profile.batch_size,
+        shuffle=True,
+        verbose=2,
+        callbacks=_callbacks(work_dir / "phase1.weights.h5", profile.patience),
+    )
     for key in history:
         history[key] += h1.history.get(key, [])
     history["phase_boundaries"] = [len(history["loss"])]
@@ -195,14 +244,25 @@ def fit(profile: Profile, crops: dict[str, CropSet], weights_path: Path | None, 
 
         unfreeze_top(base)
         seq_weights = class_weights(
-            train.y[epoch_indices(train.y, profile.rbc_per_epoch, 0, rng)], n,
-            profile.class_weight_power)
-        model.compile(optimizer=keras.optimizers.Adam(profile.lr2), loss="categorical_crossentropy",
-                      metrics=["accuracy"])
-        h2 = model.fit(_sequence(train.x, train.y, profile, seed + 1, seq_weights),
-                       validation_data=(val.x.astype(np.float32), y_val, ),
-                       epochs=profile.phase2_epochs, verbose=2,
-                       callbacks=_callbacks(work_dir / "phase2.weights.h5", profile.patience))
+            train.y[epoch_indices(train.y, profile.rbc_per_epoch, 0, rng)],
+            n,
+            profile.class_weight_power,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(profile.lr2),
+            loss="categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        h2 = model.fit(
+            _sequence(train.x, train.y, profile, seed + 1, seq_weights),
+            validation_data=(
+                val.x.astype(np.float32),
+                y_val,
+            ),
+            epochs=profile.phase2_epochs,
+            verbose=2,
+            callbacks=_callbacks(work_dir / "phase2.weights.h5", profile.patience),
+        )
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             history[key] += h2.history.get(key, [])
         log.info("phase 2 done in %.0f s", time.time() - t1)
@@ -215,33 +275,42 @@ def build(profile: Profile, weights_path: Path | None, seed: int):
     return build_model(profile.input_size, profile.alpha, len(profile.classes), weights_path, seed)
 
 
-def prepare_crops(profile: Profile, data_dirs: list[Path], manifest: dict[str, Any], seed: int,
-                  report: ReadReport) -> dict[str, CropSet]:
+def prepare_crops(
+    profile: Profile, data_dirs: list[Path], manifest: dict[str, Any], seed: int, report: ReadReport
+) -> dict[str, CropSet]:
     """Crops per side: train gets jittered copies; every side gets negatives if profiled."""
     records = []
     for data_dir in data_dirs:
         records += read_shared_data(data_dir, report)
     by_side = split_mod.split_records(merge_by_content(records), manifest)
     return {
-        side: build_crops(recs, profile.input_size, profile.classes, seed=seed,
-                          jitter_copies=profile.jitter_copies if side == "train" else 0,
-                          border_jitter_copies=(profile.border_jitter_copies
-                                                if side == "train" else None),
-                          negatives=profile.background, report=report)
+        side: build_crops(
+            recs,
+            profile.input_size,
+            profile.classes,
+            seed=seed,
+            jitter_copies=profile.jitter_copies if side == "train" else 0,
+            border_jitter_copies=(profile.border_jitter_copies if side == "train" else None),
+            negatives=profile.background,
+            report=report,
+        )
         for side, recs in by_side.items()
     }
 
 
 def evaluate_probs(probs: np.ndarray, crops: CropSet, classes: tuple[str, ...]) -> dict[str, Any]:
     """All-class metrics, the 3 cell classes (background in/excluded), background by kind."""
-    out = {"all_classes": metrics(crops.y, probs.argmax(1), classes),
-           "cells": cell_metrics(probs, crops.y, classes)}
+    out = {
+        "all_classes": metrics(crops.y, probs.argmax(1), classes),
+        "cells": cell_metrics(probs, crops.y, classes),
+    }
     if BACKGROUND in classes:
         bg = classes.index(BACKGROUND)
         kinds = np.array(crops.kind)
         out["background_recall_by_kind"] = {
             k: round(float((probs[kinds == k].argmax(1) == bg).mean()), 4)
-            for k in sorted(set(crops.kind) - {"box", "jitter"})}
+            for k in sorted(set(crops.kind) - {"box", "jitter"})
+        }
     return out
 
 
@@ -250,57 +319,92 @@ def write_card(out_dir: Path, card: dict[str, Any]) -> None:
     (out_dir / "card.json").write_text(json.dumps(card, indent=1) + "\n")
     cells = card["metrics"]["test"]["cells"]
     lines = [
-        f"# {card['name']} {card['version']} ({card['profile']} profile)", "",
+        f"# {card['name']} {card['version']} ({card['profile']} profile)",
+        "",
         f"MobileNetV2 alpha {card['alpha']} (ImageNet weights) -> GAP -> Dense 128 ReLU -> "
         f"Dropout 0.5 -> softmax over {', '.join(card['classes'])}.",
         f"Input: N x {card['input_size']} x {card['input_size']} x 3 raw RGB 0..255 "
         f"({card['input_dtype']}), crops from `bloodcount.vision.crops.crop_cell` "
-        f"with context {card['context']}. Output: probabilities in `classes` order.", "",
+        f"with context {card['context']}. Output: probabilities in `classes` order.",
+        "",
         f"- model.tflite sha256 `{card['sha256']}`",
         f"- split manifest `training/splits/default.json` sha256 `{card['split_manifest_sha256']}`",
         f"- created {card['created']} by `{card['command']}`",
         f"- training time {card['training']['seconds']:.0f} s on {card['training']['machine']}"
-        + (f" ({card['training']['note']})" if card["training"].get("note") else ""), "",
-        "## Test split (image-grouped), 3 cell classes", "",
+        + (f" ({card['training']['note']})" if card["training"].get("note") else ""),
+        "",
+        "## Test split (image-grouped), 3 cell classes",
+        "",
         "| view | accuracy | macro F1 | RBC F1 | WBC F1 | Platelets F1 | errors / n |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, m in cells.items():
         pc = m["per_class"]
-        lines.append(f"| {key.replace('_', ' ')} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | "
-                     f"{pc['RBC']['f1']:.4f} | {pc['WBC']['f1']:.4f} | {pc['Platelets']['f1']:.4f} "
-                     f"| {m['errors']} / {m['n']} |")
+        lines.append(
+            f"| {key.replace('_', ' ')} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | "
+            f"{pc['RBC']['f1']:.4f} | {pc['WBC']['f1']:.4f} | {pc['Platelets']['f1']:.4f} "
+            f"| {m['errors']} / {m['n']} |"
+        )
     full = card["metrics"]["test"]["all_classes"]
     ex = cells["background_excluded"]
     met = ex["accuracy"] >= TARGET_ACCURACY and ex["macro_f1"] >= TARGET_MACRO_F1
-    lines += ["", f"Target (issue 3): accuracy >= {TARGET_ACCURACY} and macro F1 >= "
-              f"{TARGET_MACRO_F1} on the 3 cell classes: **{'met' if met else 'NOT met'}**."]
-    lines += [f"All classes incl. background: accuracy {full['accuracy']:.4f}, "
-              f"macro F1 {full['macro_f1']:.4f} ({full['errors']} errors / {full['n']}).", ""]
+    lines += [
+        "",
+        f"Target (issue 3): accuracy >= {TARGET_ACCURACY} and macro F1 >= "
+        f"{TARGET_MACRO_F1} on the 3 cell classes: **{'met' if met else 'NOT met'}**.",
+    ]
+    lines += [
+        f"All classes incl. background: accuracy {full['accuracy']:.4f}, "
+        f"macro F1 {full['macro_f1']:.4f} ({full['errors']} errors / {full['n']}).",
+        "",
+    ]
     if card.get("profiles_table"):
-        lines += ["## Profiles measured (test split, 3 cell classes)", "",
-                  "| profile | input | alpha | classes | accuracy | macro F1 | F1 RBC / WBC / PLT "
-                  "| accuracy, background included | train s | note |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "## Profiles measured (test split, 3 cell classes)",
+            "",
+            "| profile | input | alpha | classes | accuracy | macro F1 | F1 RBC / WBC / PLT "
+            "| accuracy, background included | train s | note |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for row in card["profiles_table"]:
             f1 = " / ".join(f"{v:.4f}" for v in row["per_class_f1"].values())
             inc = row.get("accuracy_background_included")
-            lines.append(f"| {row['profile']} | {row['input_size']} | {row['alpha']} | "
-                         f"{row['classes']} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} | {f1} "
-                         f"| {'n/a' if inc is None else f'{inc:.4f}'} | {row['train_seconds']} | "
-                         f"{row.get('note', '')} |")
-        lines += ["", "Commands: " + "; ".join(f"`{r['command']}`" for r in card["profiles_table"]),
-                  ""]
+            lines.append(
+                f"| {row['profile']} | {row['input_size']} | {row['alpha']} | "
+                f"{row['classes']} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} | {f1} "
+                f"| {'n/a' if inc is None else f'{inc:.4f}'} | {row['train_seconds']} | "
+                f"{row.get('note', '')} |"
+            )
+        lines += [
+            "",
+            "Commands: " + "; ".join(f"`{r['command']}`" for r in card["profiles_table"]),
+            "",
+        ]
     if card.get("observations"):
         lines += ["## Observations", ""] + [f"- {x}" for x in card["observations"]] + [""]
-    lines += ["## Data", "", "```", json.dumps(card["data"], indent=1), "```", "",
-              "## Limits", ""] + [f"- {x}" for x in card.get("limits", [])]
+    lines += [
+        "## Data",
+        "",
+        "```",
+        json.dumps(card["data"], indent=1),
+        "```",
+        "",
+        "## Limits",
+        "",
+    ] + [f"- {x}" for x in card.get("limits", [])]
     (out_dir / "card.md").write_text("\n".join(lines) + "\n")
 
 
-def run(profile: Profile, data_dirs: list[Path] | None, output: Path, seed: int = 0,
-        weights_path: Path | None = None, split_path: Path | None = None,
-        command: str | None = None, quantize: bool = False) -> dict[str, Any]:
+def run(
+    profile: Profile,
+    data_dirs: list[Path] | None,
+    output: Path,
+    seed: int = 0,
+    weights_path: Path | None = None,
+    split_path: Path | None = None,
+    command: str | None = None,
+    quantize: bool = False,
+) -> dict[str, Any]:
     """Train ``profile`` and write the model folder at ``output``; return the card."""
     from training.model import default_weights_path
 
@@ -311,8 +415,12 @@ def run(profile: Profile, data_dirs: list[Path] | None, output: Path, seed: int 
     manifest = split_mod.load_split(split_path)
     report = ReadReport()
     crops = prepare_crops(profile, data_dirs, manifest, seed, report)
-    log.info("crops %s; %s (%.0f s)", {s: c.counts(profile.classes) for s, c in crops.items()},
-             report.summary(), time.time() - start)
+    log.info(
+        "crops %s; %s (%.0f s)",
+        {s: c.counts(profile.classes) for s, c in crops.items()},
+        report.summary(),
+        time.time() - start,
+    )
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     work_dir = REPO / "var" / "checkpoints" / f"{profile.name}-{profile.input_size}-{seed}"
@@ -330,8 +438,11 @@ def run(profile: Profile, data_dirs: list[Path] | None, output: Path, seed: int 
     lite_probs = LiteClassifier(output / "model.tflite").predict(test.x)
     agreement = float((lite_probs.argmax(1) == keras_probs.argmax(1)).mean())
     test_metrics = evaluate_probs(lite_probs, test, profile.classes)
-    val_metrics = evaluate_probs(model.predict(crops["val"].x.astype(np.float32), batch_size=128,
-                                               verbose=0), crops["val"], profile.classes)
+    val_metrics = evaluate_probs(
+        model.predict(crops["val"].x.astype(np.float32), batch_size=128, verbose=0),
+        crops["val"],
+        profile.classes,
+    )
     write_reports(output, test_metrics, history)
     card = {
         "name": MODEL_NAME,
@@ -350,21 +461,31 @@ def run(profile: Profile, data_dirs: list[Path] | None, output: Path, seed: int 
             "sources": sorted({v["source"] for e in manifest["images"] for v in e["views"]}),
             "images_per_side": manifest["summary"]["images"],
             "crops": {s: c.counts(profile.classes) for s, c in crops.items()},
-            "background_kinds": {s: dict(Counter(k for k in c.kind if k not in ("box", "jitter")))
-                                 for s, c in crops.items()},
+            "background_kinds": {
+                s: dict(Counter(k for k in c.kind if k not in ("box", "jitter")))
+                for s, c in crops.items()
+            },
             "input_problems": dict(report.counts),
         },
-        "split_manifest": str(split_path.relative_to(REPO)) if split_path.is_relative_to(REPO)
+        "split_manifest": str(split_path.relative_to(REPO))
+        if split_path.is_relative_to(REPO)
         else str(split_path),
         "split_manifest_sha256": split_mod.manifest_sha256(split_path),
-        "metrics": {"test": test_metrics, "val": val_metrics,
-                    "tflite_vs_keras_top1_agreement": round(agreement, 5),
-                    "evaluated_on": "model.tflite, test side of the split manifest"},
-        "training": {"seconds": round(train_seconds, 1), "seed": seed,
-                     "load_average_at_end": _load_average(),
-                     "machine": _machine(), "profile": _jsonable(asdict(profile)),
-                     "epochs_run": len(history["loss"]),
-                     "phase1_epochs_run": history["phase_boundaries"][0]},
+        "metrics": {
+            "test": test_metrics,
+            "val": val_metrics,
+            "tflite_vs_keras_top1_agreement": round(agreement, 5),
+            "evaluated_on": "model.tflite, test side of the split manifest",
+        },
+        "training": {
+            "seconds": round(train_seconds, 1),
+            "seed": seed,
+            "load_average_at_end": _load_average(),
+            "machine": _machine(),
+            "profile": _jsonable(asdict(profile)),
+            "epochs_run": len(history["loss"]),
+            "phase1_epochs_run": history["phase_boundaries"][0],
+        },
         "created": dt.date.today().isoformat(),
         "command": command or " ".join(sys.argv),
         "limits": [
@@ -376,9 +497,13 @@ def run(profile: Profile, data_dirs: list[Path] | None, output: Path, seed: int 
     }
     write_card(output, card)
     shutil.rmtree(work_dir, ignore_errors=True)
-    log.info("wrote %s: test 3-cell accuracy %.4f macro F1 %.4f (%.0f s training)", output,
-             test_metrics["cells"]["background_excluded"]["accuracy"],
-             test_metrics["cells"]["background_excluded"]["macro_f1"], train_seconds)
+    log.info(
+        "wrote %s: test 3-cell accuracy %.4f macro F1 %.4f (%.0f s training)",
+        output,
+        test_metrics["cells"]["background_excluded"]["accuracy"],
+        test_metrics["cells"]["background_excluded"]["macro_f1"],
+        train_seconds,
+    )
     return card
 
 

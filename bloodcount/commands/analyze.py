@@ -12,7 +12,18 @@ from pathlib import Path
 from typing import Any
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
-CSV_FIELDS = ["file", "status", "error", "width", "height", "RBC", "WBC", "Platelets", "review", "edge"]
+CSV_FIELDS = [
+    "file",
+    "status",
+    "error",
+    "width",
+    "height",
+    "RBC",
+    "WBC",
+    "Platelets",
+    "review",
+    "edge",
+]
 
 _analyzer = None  # one per process, so each worker loads the model once
 
@@ -23,20 +34,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="count RBC, WBC and platelets in slide images",
         description=(
             "Find and classify every cell in each slide and write the bloodcount.analysis/v1 "
-            "JSON. A slide that cannot be read is reported with status \"error\" and the run "
+            'JSON. A slide that cannot be read is reported with status "error" and the run '
             "goes on: the exit code is 0 when the run completed, even if some slides failed; "
             "2 for usage or configuration errors."
         ),
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
-    parser.add_argument("--output", "-o", default="-", metavar="FILE",
-                        help="JSON output file, '-' for stdout (default)")
-    parser.add_argument("--overlays", metavar="DIR", help="write each slide with class-coloured boxes here")
+    parser.add_argument(
+        "--output",
+        "-o",
+        default="-",
+        metavar="FILE",
+        help="JSON output file, '-' for stdout (default)",
+    )
+    parser.add_argument(
+        "--overlays", metavar="DIR", help="write each slide with class-coloured boxes here"
+    )
     parser.add_argument("--csv", metavar="FILE", help="also write one CSV row per slide")
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
-                        help="worker processes (default 1)")
-    parser.add_argument("--method", choices=["dense", "classical"], default=None,
-                        help="dense: the learned detector (default); classical: OpenCV proposals + crop classifier")
+    parser.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="worker processes (default 1)"
+    )
+    parser.add_argument(
+        "--method",
+        choices=["dense", "classical"],
+        default=None,
+        help="dense: the learned detector (default); classical: OpenCV proposals + crop classifier",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(handler=run)
 
@@ -69,7 +92,9 @@ def _analyze_one(job: tuple[str, bool]) -> Any:
     return _analyzer.analyze_path(path, overlay=overlay)
 
 
-def _results(paths: list[str], overlay: bool, workers: int, method: str | None = None) -> Iterator[Any]:
+def _results(
+    paths: list[str], overlay: bool, workers: int, method: str | None = None
+) -> Iterator[Any]:
     jobs = [(p, overlay) for p in paths]
     if workers <= 1:
         yield from map(_analyze_one, jobs)
@@ -148,6 +173,9 @@ def run(args: argparse.Namespace) -> int:
             writer.writerows(_csv_row(s) for s in slides)
     failed = sum(s["status"] == "error" for s in slides)
     if failed:
-        print(f"bloodcount analyze: {failed} of {len(slides)} slides could not be analysed "
-              "(see their \"error\")", file=sys.stderr)
+        print(
+            f"bloodcount analyze: {failed} of {len(slides)} slides could not be analysed "
+            '(see their "error")',
+            file=sys.stderr,
+        )
     return 0

@@ -18,16 +18,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Exit 0 when the evaluation ran, 2 on usage errors."
         ),
     )
-    parser.add_argument("--dataset", required=True, metavar="DIR",
-                        help="VOC folder (Annotations/, JPEGImages/), CSV file or folder, or YOLO folder (labels/, images/)")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        metavar="DIR",
+        help="VOC folder (Annotations/, JPEGImages/), CSV file or folder, or YOLO folder (labels/, images/)",
+    )
     parser.add_argument("--format", required=True, choices=["voc", "csv", "yolo"], dest="fmt")
     parser.add_argument("--output", required=True, metavar="FILE.json")
-    parser.add_argument("--split", choices=["train", "val", "test"],
-                        help="only images on this side of the committed split (test = never trained on)")
-    parser.add_argument("--images-list", metavar="FILE", help="only the image file names listed (one a line)")
-    parser.add_argument("--plot", metavar="FILE.png", help="predicted vs true counts per slide (default: next to --output)")
-    parser.add_argument("--method", choices=["dense", "classical"], default=None,
-                        help="dense: the learned detector (default); classical: OpenCV proposals + crop classifier")
+    parser.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        help="only images on this side of the committed split (test = never trained on)",
+    )
+    parser.add_argument(
+        "--images-list", metavar="FILE", help="only the image file names listed (one a line)"
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="predicted vs true counts per slide (default: next to --output)",
+    )
+    parser.add_argument(
+        "--method",
+        choices=["dense", "classical"],
+        default=None,
+        help="dense: the learned detector (default); classical: OpenCV proposals + crop classifier",
+    )
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(handler=run)
 
@@ -49,7 +66,11 @@ def _read(fmt: str, dataset: Path):
 
 def _select(records, split: str | None, images_list: str | None):
     if images_list:
-        wanted = {Path(line.strip()).name for line in Path(images_list).read_text().splitlines() if line.strip()}
+        wanted = {
+            Path(line.strip()).name
+            for line in Path(images_list).read_text().splitlines()
+            if line.strip()
+        }
         records = [r for r in records if r.image_path.name in wanted]
     if split:
         from training.datasets import file_sha256
@@ -86,18 +107,30 @@ def run(args: argparse.Namespace) -> int:
             failed.append({"file": str(record.image_path), "error": result.error})
             continue
         truth = [(b.xyxy, b.label) for b in record.boxes]
-        scores.append(score_slide(str(record.image_path), record.source, result.to_dict()["cells"], truth))
+        scores.append(
+            score_slide(str(record.image_path), record.source, result.to_dict()["cells"], truth)
+        )
     plot = args.plot or str(Path(args.output).with_suffix(".png"))
     plot_counts(scores, plot)
     document = {
-        "schema": "bloodcount.evaluation/v1", "method": analyzer.method, "model": analyzer.model_info,
-        "dataset": str(dataset), "format": args.fmt, "split": args.split,
-        "images_list": args.images_list, "iou_threshold": 0.5, "reader": report.summary(),
-        "failed": failed, "sources": summarise_by_source(scores), "plot": plot,
+        "schema": "bloodcount.evaluation/v1",
+        "method": analyzer.method,
+        "model": analyzer.model_info,
+        "dataset": str(dataset),
+        "format": args.fmt,
+        "split": args.split,
+        "images_list": args.images_list,
+        "iou_threshold": 0.5,
+        "reader": report.summary(),
+        "failed": failed,
+        "sources": summarise_by_source(scores),
+        "plot": plot,
     }
     Path(args.output).write_text(json.dumps(document, indent=1) + "\n")
     for source, summary in document["sources"].items():
-        parts = [f"{c} F1 {m['f1']:.3f} acc {m['count_accuracy'] or 0:.3f} MAE {m['mae_per_slide']:.2f}"
-                 for c, m in summary["classes"].items()]
+        parts = [
+            f"{c} F1 {m['f1']:.3f} acc {m['count_accuracy'] or 0:.3f} MAE {m['mae_per_slide']:.2f}"
+            for c, m in summary["classes"].items()
+        ]
         print(f"{source} ({summary['slides']} slides): " + "; ".join(parts), file=sys.stderr)
     return 0

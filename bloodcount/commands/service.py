@@ -21,16 +21,28 @@ DEMO_LAB = "Demo Lab"
 def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser("serve", help="run the HTTP API (gunicorn)")
     _server_options(serve)
-    serve.add_argument("--workers", type=int, default=min(4, 2 * (os.cpu_count() or 1) + 1),
-                       help="gunicorn worker processes (default: 2 x cores + 1, at most 4)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=min(4, 2 * (os.cpu_count() or 1) + 1),
+        help="gunicorn worker processes (default: 2 x cores + 1, at most 4)",
+    )
     serve.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
     serve.set_defaults(handler=_serve)
 
     worker = subparsers.add_parser("worker", help="run a Celery worker that analyses slides")
-    worker.add_argument("--concurrency", type=int, default=os.cpu_count() or 1,
-                        help="worker processes (default: one per core)")
-    worker.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"],
-                        help="Celery pool (default prefork)")
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: one per core)",
+    )
+    worker.add_argument(
+        "--pool",
+        default="prefork",
+        choices=["prefork", "solo", "threads"],
+        help="Celery pool (default prefork)",
+    )
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(handler=_worker)
 
@@ -38,16 +50,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     beat.add_argument("--loglevel", default="INFO")
     beat.set_defaults(handler=_beat)
 
-    run = subparsers.add_parser("run", help="API, worker and reconciler on this machine, with a demo lab")
+    run = subparsers.add_parser(
+        "run", help="API, worker and reconciler on this machine, with a demo lab"
+    )
     _server_options(run)
-    run.add_argument("--concurrency", type=int, default=os.cpu_count() or 1,
-                     help="worker processes (default: one per core)")
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: one per core)",
+    )
     run.add_argument("--workers", type=int, default=2, help="API worker processes (default 2)")
     run.set_defaults(handler=_run)
 
 
 def _server_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
 
 
@@ -86,8 +106,14 @@ def _celery_app():
 
 
 def _worker(args: argparse.Namespace) -> int:
-    argv = ["worker", f"--concurrency={args.concurrency}", f"--pool={args.pool}",
-            f"--loglevel={args.loglevel}", "--without-gossip", "--without-mingle"]
+    argv = [
+        "worker",
+        f"--concurrency={args.concurrency}",
+        f"--pool={args.pool}",
+        f"--loglevel={args.loglevel}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     _celery_app().worker_main(argv)
     return 0
 
@@ -152,7 +178,8 @@ def _run(args: argparse.Namespace) -> int:
     api_key = demo_lab_key()
     command = [sys.executable, "-m", "bloodcount.cli"]
     roles = [
-        command + ["serve", "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)],
+        command
+        + ["serve", "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)],
         command + ["worker", "--concurrency", str(args.concurrency)],
         command + ["beat"],
     ]

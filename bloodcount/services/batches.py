@@ -123,18 +123,32 @@ def submit_batch(
     slides = []
     for position, f in enumerate(files):
         slide_id = new_id()
-        slides.append({
-            "id": slide_id, "batch_id": batch_id, "lab_id": lab_id, "position": position,
-            "filename": f.filename[:500], "object_key": original_key(lab_id, batch_id, slide_id, f.suffix),
-            "content_type": f.content_type, "sha256": f.sha256, "size_bytes": len(f.data),
-            "status": "queued", "created_at": now, "updated_at": now,
-        })
+        slides.append(
+            {
+                "id": slide_id,
+                "batch_id": batch_id,
+                "lab_id": lab_id,
+                "position": position,
+                "filename": f.filename[:500],
+                "object_key": original_key(lab_id, batch_id, slide_id, f.suffix),
+                "content_type": f.content_type,
+                "sha256": f.sha256,
+                "size_bytes": len(f.data),
+                "status": "queued",
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
     written: list[str] = []
     try:
         for row, f in zip(slides, files, strict=True):
             res.store.put(row["object_key"], f.data, f.content_type)
             written.append(row["object_key"])
-        inserted = _insert_batch(res, _batch_row(batch_id, lab_id, reference, idempotency_key, fingerprint, len(files), now), slides)
+        inserted = _insert_batch(
+            res,
+            _batch_row(batch_id, lab_id, reference, idempotency_key, fingerprint, len(files), now),
+            slides,
+        )
     except BaseException:
         _delete_quietly(res, written)
         raise
@@ -151,8 +165,14 @@ def submit_batch(
 
 def _batch_row(batch_id, lab_id, reference, key, fingerprint, count, now) -> dict[str, Any]:
     return {
-        "id": batch_id, "lab_id": lab_id, "reference": reference, "idempotency_key": key,
-        "request_sha256": fingerprint, "slide_count": count, "created_at": now, "updated_at": now,
+        "id": batch_id,
+        "lab_id": lab_id,
+        "reference": reference,
+        "idempotency_key": key,
+        "request_sha256": fingerprint,
+        "slide_count": count,
+        "created_at": now,
+        "updated_at": now,
     }
 
 
@@ -202,11 +222,19 @@ def create_upload_batch(
                 "this deployment keeps slides in a folder store, which cannot issue upload URLs; "
                 "send the images as multipart/form-data to POST /api/v1/batches instead"
             ) from None
-        slides.append({
-            "id": slide_id, "batch_id": batch_id, "lab_id": lab_id, "position": position,
-            "filename": name, "object_key": key, "status": "uploading",
-            "created_at": now, "updated_at": now,
-        })
+        slides.append(
+            {
+                "id": slide_id,
+                "batch_id": batch_id,
+                "lab_id": lab_id,
+                "position": position,
+                "filename": name,
+                "object_key": key,
+                "status": "uploading",
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
         uploads.append({"slide_id": slide_id, "file": name, "method": "PUT", "url": url})
     row = _batch_row(batch_id, lab_id, reference, idempotency_key, fingerprint, len(names), now)
     if not _insert_batch(res, row, slides):
@@ -215,7 +243,10 @@ def create_upload_batch(
             raise Conflict("a concurrent request with the same Idempotency-Key failed; try again")
         return replayed
     return Submission(
-        batch_id, [s["id"] for s in slides], uploads=uploads, expires_at=now + timedelta(seconds=expiry)
+        batch_id,
+        [s["id"] for s in slides],
+        uploads=uploads,
+        expires_at=now + timedelta(seconds=expiry),
     )
 
 
@@ -223,7 +254,9 @@ def _upload_names(files: Any, max_files: int) -> list[str]:
     if not isinstance(files, list) or not files:
         raise InvalidRequest("'files' must be a non-empty list of {\"name\": ...} objects")
     if len(files) > max_files:
-        raise InvalidRequest(f"more than {max_files} files in one batch (BLOODCOUNT_MAX_FILES_PER_BATCH)")
+        raise InvalidRequest(
+            f"more than {max_files} files in one batch (BLOODCOUNT_MAX_FILES_PER_BATCH)"
+        )
     names = []
     for i, item in enumerate(files):
         name = item.get("name") if isinstance(item, dict) else None
@@ -269,9 +302,9 @@ def submit_uploaded(res: Resources, lab_id: int, batch_id: str, enqueue: Enqueue
         for r in waiting:
             size, content_type = sizes[r.id]
             session.execute(
-                update(Slide).where(Slide.id == r.id, Slide.status == "uploading").values(
-                    status="queued", size_bytes=size, content_type=content_type, updated_at=now
-                )
+                update(Slide)
+                .where(Slide.id == r.id, Slide.status == "uploading")
+                .values(status="queued", size_bytes=size, content_type=content_type, updated_at=now)
             )
     slide_ids = [r.id for r in waiting]
     _enqueue_quietly(enqueue, slide_ids)
@@ -305,7 +338,12 @@ def batch_summary(res: Resources, lab_id: int, batch_id: str) -> dict[str, Any]:
 
 
 def _batch_item(row: Any) -> dict[str, Any]:
-    return {"id": row.id, "reference": row.reference, "created_at": row.created_at, **summary_from_row(row)}
+    return {
+        "id": row.id,
+        "reference": row.reference,
+        "created_at": row.created_at,
+        **summary_from_row(row),
+    }
 
 
 def list_batches(
@@ -326,7 +364,9 @@ def list_batches(
     )
     derived = status_expression(agg)
     query = (
-        select(Batch.id, Batch.reference, Batch.created_at, *[c for c in agg.c if c.name != "batch_id"])
+        select(
+            Batch.id, Batch.reference, Batch.created_at, *[c for c in agg.c if c.name != "batch_id"]
+        )
         .join(agg, agg.c.batch_id == Batch.id)
         .where(Batch.lab_id == lab_id)
         .order_by(Batch.created_at.desc(), Batch.id)
@@ -368,20 +408,24 @@ def slide_item(slide: Slide) -> dict[str, Any]:
         "width": slide.width,
         "height": slide.height,
         "counts": {
-            "RBC": slide.rbc_count, "WBC": slide.wbc_count, "Platelets": slide.platelet_count
-        } if counted else None,
+            "RBC": slide.rbc_count,
+            "WBC": slide.wbc_count,
+            "Platelets": slide.platelet_count,
+        }
+        if counted
+        else None,
         "attempts": slide.attempts,
         "finished_at": slide.finished_at,
     }
 
 
-def _requeue(res: Resources, lab_id: int, batch_id: str, which, enqueue: Enqueue, what: str) -> list[str]:
+def _requeue(
+    res: Resources, lab_id: int, batch_id: str, which, enqueue: Enqueue, what: str
+) -> list[str]:
     with res.sessions.begin() as session:
         _owned_batch(session, lab_id, batch_id)
         statuses = dict(
-            session.execute(
-                select(Slide.id, Slide.status).where(Slide.batch_id == batch_id)
-            ).all()
+            session.execute(select(Slide.id, Slide.status).where(Slide.batch_id == batch_id)).all()
         )
         ids = which(statuses)
         if not ids:
@@ -389,8 +433,16 @@ def _requeue(res: Resources, lab_id: int, batch_id: str, which, enqueue: Enqueue
         session.execute(
             update(Slide)
             .where(and_(Slide.id.in_(ids)))
-            .values(status="queued", error=None, attempts=0, requeues=0, claim_token=None,
-                    started_at=None, finished_at=None, updated_at=utcnow())
+            .values(
+                status="queued",
+                error=None,
+                attempts=0,
+                requeues=0,
+                claim_token=None,
+                started_at=None,
+                finished_at=None,
+                updated_at=utcnow(),
+            )
         )
     _enqueue_quietly(enqueue, ids)
     return ids
@@ -399,9 +451,12 @@ def _requeue(res: Resources, lab_id: int, batch_id: str, which, enqueue: Enqueue
 def retry_failed(res: Resources, lab_id: int, batch_id: str, enqueue: Enqueue) -> list[str]:
     """Queue the batch's failed slides again; Conflict if none failed."""
     return _requeue(
-        res, lab_id, batch_id,
+        res,
+        lab_id,
+        batch_id,
         lambda statuses: [i for i, s in statuses.items() if s == "failed"],
-        enqueue, "this batch has no failed slides to retry",
+        enqueue,
+        "this batch has no failed slides to retry",
     )
 
 
@@ -410,6 +465,7 @@ def reprocess(res: Resources, lab_id: int, batch_id: str, enqueue: Enqueue) -> l
 
     Conflict while any slide is unfinished: reprocessing a running batch would race it.
     """
+
     def finished_all(statuses: dict[str, str]) -> list[str]:
         if any(s not in ("done", "failed") for s in statuses.values()):
             raise Conflict("this batch is still running; reprocess it once every slide is finished")

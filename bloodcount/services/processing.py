@@ -64,14 +64,27 @@ def claim_slide(res: Resources, slide_id: str) -> Claim | None:
         row = connection.execute(
             update(Slide)
             .where(Slide.id == slide_id, Slide.status.in_(ACTIVE))
-            .values(status="processing", attempts=Slide.attempts + 1, claim_token=token,
-                    started_at=now, updated_at=now)
-            .returning(Slide.attempts, Slide.object_key, Slide.filename, Slide.lab_id,
-                       Slide.batch_id, Slide.error)
+            .values(
+                status="processing",
+                attempts=Slide.attempts + 1,
+                claim_token=token,
+                started_at=now,
+                updated_at=now,
+            )
+            .returning(
+                Slide.attempts,
+                Slide.object_key,
+                Slide.filename,
+                Slide.lab_id,
+                Slide.batch_id,
+                Slide.error,
+            )
         ).first()
     if row is None:
         return None
-    return Claim(token, row.attempts, row.object_key, row.filename, row.lab_id, row.batch_id, row.error)
+    return Claim(
+        token, row.attempts, row.object_key, row.filename, row.lab_id, row.batch_id, row.error
+    )
 
 
 def process_slide(res: Resources, slide_id: str, analyzer: Any = None) -> str:
@@ -97,7 +110,12 @@ def process_slide(res: Resources, slide_id: str, analyzer: Any = None) -> str:
     try:
         data = res.store.get(claim.object_key)
     except ObjectNotFound:
-        return _finish_failed(res, slide_id, claim, "the uploaded image is missing from the object store; submit it again")
+        return _finish_failed(
+            res,
+            slide_id,
+            claim,
+            "the uploaded image is missing from the object store; submit it again",
+        )
     except StorageError as exc:
         _note_error(res, slide_id, claim, f"object store unavailable: {exc}")
         raise TransientError(str(exc)) from exc
@@ -107,7 +125,9 @@ def process_slide(res: Resources, slide_id: str, analyzer: Any = None) -> str:
     result = analyzer.analyze_bytes(data, claim.filename, overlay=True)
     total_ms = (time.perf_counter() - started) * 1000
     if result.status != "ok":
-        return _finish_failed(res, slide_id, claim, result.error or "the image could not be analysed")
+        return _finish_failed(
+            res, slide_id, claim, result.error or "the image could not be analysed"
+        )
     key = overlay_key(claim.lab_id, claim.batch_id, slide_id)
     try:
         if result.overlay is not None:
@@ -129,14 +149,26 @@ def _finish_done(res, slide_id, claim, result, model: dict, key: str, total_ms: 
     now = utcnow()
     with res.sessions.begin() as session:
         updated = session.execute(
-            update(Slide).where(*_owned(slide_id, claim)).values(
-                status="done", error=None, width=result.width, height=result.height,
-                rbc_count=counts["RBC"], wbc_count=counts["WBC"], platelet_count=counts["Platelets"],
-                model_name=model["name"], model_version=model["version"], model_sha256=model["sha256"],
+            update(Slide)
+            .where(*_owned(slide_id, claim))
+            .values(
+                status="done",
+                error=None,
+                width=result.width,
+                height=result.height,
+                rbc_count=counts["RBC"],
+                wbc_count=counts["WBC"],
+                platelet_count=counts["Platelets"],
+                model_name=model["name"],
+                model_version=model["version"],
+                model_sha256=model["sha256"],
                 overlay_key=key if result.overlay is not None else None,
-                decode_ms=result.timings.get("decode"), detect_ms=result.timings.get("find"),
-                classify_ms=result.timings.get("classify"), total_ms=total_ms,
-                finished_at=now, updated_at=now,
+                decode_ms=result.timings.get("decode"),
+                detect_ms=result.timings.get("find"),
+                classify_ms=result.timings.get("classify"),
+                total_ms=total_ms,
+                finished_at=now,
+                updated_at=now,
             )
         )
         if updated.rowcount != 1:
@@ -144,15 +176,25 @@ def _finish_done(res, slide_id, claim, result, model: dict, key: str, total_ms: 
             log.info("slide %s was claimed again meanwhile; result discarded", slide_id)
             return "superseded"
         session.execute(
-            update(Analysis).where(Analysis.slide_id == slide_id, Analysis.current.is_(True)).values(current=False)
+            update(Analysis)
+            .where(Analysis.slide_id == slide_id, Analysis.current.is_(True))
+            .values(current=False)
         )
         analysis_id = session.execute(
-            insert(Analysis).values(
-                slide_id=slide_id, current=True, model_name=model["name"],
-                model_version=model["version"], model_sha256=model["sha256"],
-                rbc_count=counts["RBC"], wbc_count=counts["WBC"], platelet_count=counts["Platelets"],
-                total_ms=total_ms, created_at=now,
-            ).returning(Analysis.id)
+            insert(Analysis)
+            .values(
+                slide_id=slide_id,
+                current=True,
+                model_name=model["name"],
+                model_version=model["version"],
+                model_sha256=model["sha256"],
+                rbc_count=counts["RBC"],
+                wbc_count=counts["WBC"],
+                platelet_count=counts["Platelets"],
+                total_ms=total_ms,
+                created_at=now,
+            )
+            .returning(Analysis.id)
         ).scalar_one()
         if result.cells:
             # One multi-row INSERT for all cells: hundreds of rows per slide.
@@ -164,23 +206,40 @@ def _cell_row(analysis_id: int, cell: Any) -> dict[str, Any]:
     x0, y0, x1, y1 = (int(round(v)) for v in cell.box)
     p = cell.probabilities
     return {
-        "analysis_id": analysis_id, "label": cell.label, "confidence": float(cell.confidence),
-        "p_rbc": float(p["RBC"]), "p_wbc": float(p["WBC"]), "p_platelets": float(p["Platelets"]),
-        "x0": x0, "y0": y0, "x1": x1, "y1": y1, "edge": bool(cell.edge), "review": bool(cell.review),
+        "analysis_id": analysis_id,
+        "label": cell.label,
+        "confidence": float(cell.confidence),
+        "p_rbc": float(p["RBC"]),
+        "p_wbc": float(p["WBC"]),
+        "p_platelets": float(p["Platelets"]),
+        "x0": x0,
+        "y0": y0,
+        "x1": x1,
+        "y1": y1,
+        "edge": bool(cell.edge),
+        "review": bool(cell.review),
     }
 
 
 def _failed_values(reason: str) -> dict[str, Any]:
     now = utcnow()
     return {
-        "status": "failed", "error": reason[:2000], "rbc_count": None, "wbc_count": None,
-        "platelet_count": None, "overlay_key": None, "finished_at": now, "updated_at": now,
+        "status": "failed",
+        "error": reason[:2000],
+        "rbc_count": None,
+        "wbc_count": None,
+        "platelet_count": None,
+        "overlay_key": None,
+        "finished_at": now,
+        "updated_at": now,
     }
 
 
 def _finish_failed(res: Resources, slide_id: str, claim: Claim, reason: str) -> str:
     with res.sessions.begin() as session:
-        updated = session.execute(update(Slide).where(*_owned(slide_id, claim)).values(**_failed_values(reason)))
+        updated = session.execute(
+            update(Slide).where(*_owned(slide_id, claim)).values(**_failed_values(reason))
+        )
         if updated.rowcount != 1:
             session.rollback()
             return "superseded"
@@ -192,7 +251,9 @@ def _finish_failed(res: Resources, slide_id: str, claim: Claim, reason: str) -> 
 def _no_current(session, slide_ids: Sequence[str]) -> None:
     """A failed slide reports no counts, so none of its analyses is current."""
     session.execute(
-        update(Analysis).where(Analysis.slide_id.in_(slide_ids), Analysis.current.is_(True)).values(current=False)
+        update(Analysis)
+        .where(Analysis.slide_id.in_(slide_ids), Analysis.current.is_(True))
+        .values(current=False)
     )
 
 
@@ -200,7 +261,9 @@ def _note_error(res: Resources, slide_id: str, claim: Claim, reason: str) -> Non
     """Remember a transient error, so a slide that finally gives up says why."""
     try:
         with res.engine.begin() as connection:
-            connection.execute(update(Slide).where(*_owned(slide_id, claim)).values(error=reason[:2000]))
+            connection.execute(
+                update(Slide).where(*_owned(slide_id, claim)).values(error=reason[:2000])
+            )
     except Exception:  # the database may be the thing that is down
         log.warning("could not record the error of slide %s", slide_id, exc_info=True)
 
@@ -209,7 +272,9 @@ def mark_failed(res: Resources, slide_id: str, reason: str) -> bool:
     """Fail a slide for good (retries exhausted); False if it had already finished."""
     with res.sessions.begin() as session:
         updated = session.execute(
-            update(Slide).where(Slide.id == slide_id, Slide.status.in_(ACTIVE)).values(**_failed_values(reason))
+            update(Slide)
+            .where(Slide.id == slide_id, Slide.status.in_(ACTIVE))
+            .values(**_failed_values(reason))
         )
         if updated.rowcount:
             _no_current(session, [slide_id])
@@ -222,7 +287,9 @@ class Reconciliation:
     gave_up: list[str] = field(default_factory=list)
 
 
-def reconcile(res: Resources, enqueue: Enqueue, now: datetime | None = None, limit: int = 5000) -> Reconciliation:
+def reconcile(
+    res: Resources, enqueue: Enqueue, now: datetime | None = None, limit: int = 5000
+) -> Reconciliation:
     """Re-send slides stuck queued/processing past ``stuck_after_seconds``; fail the hopeless.
 
     A message the broker lost, or a worker that died holding one, leaves its slide in
@@ -249,14 +316,18 @@ def reconcile(res: Resources, enqueue: Enqueue, now: datetime | None = None, lim
                 if row.error:
                     reason += f"; last error: {row.error}"
                 outcome.gave_up.append(row.id)
-                session.execute(update(Slide).where(Slide.id == row.id).values(**_failed_values(reason)))
+                session.execute(
+                    update(Slide).where(Slide.id == row.id).values(**_failed_values(reason))
+                )
             else:
                 outcome.requeued.append(row.id)
         if outcome.gave_up:
             _no_current(session, outcome.gave_up)
         if outcome.requeued:
             session.execute(
-                update(Slide).where(Slide.id.in_(outcome.requeued)).values(requeues=Slide.requeues + 1, updated_at=now)
+                update(Slide)
+                .where(Slide.id.in_(outcome.requeued))
+                .values(requeues=Slide.requeues + 1, updated_at=now)
             )
     if outcome.requeued:
         enqueue(outcome.requeued)

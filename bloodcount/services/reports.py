@@ -17,18 +17,55 @@ from bloodcount.services.batches import batch_summary
 _TIMES = {"submitted_at", "finished_at"}
 VIEW = table(
     "count_report",
-    *(column(name, UTCDateTime() if name in _TIMES else None) for name in (
-        "slide_id", "lab_id", "lab", "batch_id", "reference", "position", "file", "status",
-        "error", "rbc_count", "wbc_count", "platelet_count", "model_name", "model_version",
-        "model_sha256", "submitted_at", "finished_at",
-    )),
+    *(
+        column(name, UTCDateTime() if name in _TIMES else None)
+        for name in (
+            "slide_id",
+            "lab_id",
+            "lab",
+            "batch_id",
+            "reference",
+            "position",
+            "file",
+            "status",
+            "error",
+            "rbc_count",
+            "wbc_count",
+            "platelet_count",
+            "model_name",
+            "model_version",
+            "model_sha256",
+            "submitted_at",
+            "finished_at",
+        )
+    ),
 )
 SLIDE_FIELDS = [
-    "batch_id", "reference", "slide_id", "position", "file", "status", "error", "RBC", "WBC",
-    "Platelets", "model_name", "model_version", "model_sha256", "finished_at",
+    "batch_id",
+    "reference",
+    "slide_id",
+    "position",
+    "file",
+    "status",
+    "error",
+    "RBC",
+    "WBC",
+    "Platelets",
+    "model_name",
+    "model_version",
+    "model_sha256",
+    "finished_at",
 ]
 BATCH_FIELDS = [
-    "batch_id", "reference", "submitted_at", "slides", "done", "failed", "RBC", "WBC", "Platelets",
+    "batch_id",
+    "reference",
+    "submitted_at",
+    "slides",
+    "done",
+    "failed",
+    "RBC",
+    "WBC",
+    "Platelets",
 ]
 
 
@@ -38,9 +75,20 @@ def batch_report(res: Resources, lab_id: int, batch_id: str) -> dict[str, Any]:
     v = VIEW.c
     query = (
         select(
-            v.batch_id, v.reference, v.slide_id, v.position, v.file, v.status, v.error,
-            v.rbc_count.label("RBC"), v.wbc_count.label("WBC"), v.platelet_count.label("Platelets"),
-            v.model_name, v.model_version, v.model_sha256, v.finished_at,
+            v.batch_id,
+            v.reference,
+            v.slide_id,
+            v.position,
+            v.file,
+            v.status,
+            v.error,
+            v.rbc_count.label("RBC"),
+            v.wbc_count.label("WBC"),
+            v.platelet_count.label("Platelets"),
+            v.model_name,
+            v.model_version,
+            v.model_sha256,
+            v.finished_at,
         )
         .where(v.lab_id == lab_id, v.batch_id == batch_id)
         .order_by(v.position)
@@ -60,7 +108,9 @@ def counts_report(
     v = VIEW.c
     query = (
         select(
-            v.batch_id, v.reference, v.submitted_at,
+            v.batch_id,
+            v.reference,
+            v.submitted_at,
             func.count().label("slides"),
             func.sum(case((v.status == "done", 1), else_=0)).label("done"),
             func.sum(case((v.status == "failed", 1), else_=0)).label("failed"),
@@ -81,8 +131,15 @@ def counts_report(
     for row in rows:
         for key in ("slides", "done", "failed", "RBC", "WBC", "Platelets"):
             row[key] = int(row[key] or 0)
-    totals = {k: sum(r[k] for r in rows) for k in ("slides", "done", "failed", "RBC", "WBC", "Platelets")}
-    return {"from": submitted_from, "to": submitted_to, "batches": rows, "totals": {"batches": len(rows), **totals}}
+    totals = {
+        k: sum(r[k] for r in rows) for k in ("slides", "done", "failed", "RBC", "WBC", "Platelets")
+    }
+    return {
+        "from": submitted_from,
+        "to": submitted_to,
+        "batches": rows,
+        "totals": {"batches": len(rows), **totals},
+    }
 
 
 def _sum_if_done(col):

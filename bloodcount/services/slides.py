@@ -50,30 +50,50 @@ def slide_detail(res: Resources, lab_id: int, slide_id: str) -> dict[str, Any]:
                 )
             ]
         detail = slide_item(slide)
-        detail.update({
-            "content_type": slide.content_type,
-            "sha256": slide.sha256,
-            "size_bytes": slide.size_bytes,
-            "created_at": slide.created_at,
-            "started_at": slide.started_at,
-            "model": {
-                "name": slide.model_name, "version": slide.model_version, "sha256": slide.model_sha256
-            } if slide.model_name else None,
-            "timings_ms": {
-                "decode": slide.decode_ms, "detect": slide.detect_ms,
-                "classify": slide.classify_ms, "total": slide.total_ms,
-            } if slide.total_ms is not None else None,
-            "has_overlay": bool(slide.overlay_key) and slide.status == "done",
-            "cells": cells,
-            "analyses": [
-                {
-                    "id": a.id, "current": a.current, "created_at": a.created_at,
-                    "model": {"name": a.model_name, "version": a.model_version, "sha256": a.model_sha256},
-                    "counts": {"RBC": a.rbc_count, "WBC": a.wbc_count, "Platelets": a.platelet_count},
+        detail.update(
+            {
+                "content_type": slide.content_type,
+                "sha256": slide.sha256,
+                "size_bytes": slide.size_bytes,
+                "created_at": slide.created_at,
+                "started_at": slide.started_at,
+                "model": {
+                    "name": slide.model_name,
+                    "version": slide.model_version,
+                    "sha256": slide.model_sha256,
                 }
-                for a in analyses
-            ],
-        })
+                if slide.model_name
+                else None,
+                "timings_ms": {
+                    "decode": slide.decode_ms,
+                    "detect": slide.detect_ms,
+                    "classify": slide.classify_ms,
+                    "total": slide.total_ms,
+                }
+                if slide.total_ms is not None
+                else None,
+                "has_overlay": bool(slide.overlay_key) and slide.status == "done",
+                "cells": cells,
+                "analyses": [
+                    {
+                        "id": a.id,
+                        "current": a.current,
+                        "created_at": a.created_at,
+                        "model": {
+                            "name": a.model_name,
+                            "version": a.model_version,
+                            "sha256": a.model_sha256,
+                        },
+                        "counts": {
+                            "RBC": a.rbc_count,
+                            "WBC": a.wbc_count,
+                            "Platelets": a.platelet_count,
+                        },
+                    }
+                    for a in analyses
+                ],
+            }
+        )
     return detail
 
 

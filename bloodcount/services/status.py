@@ -57,7 +57,10 @@ def status_expression(agg) -> ColumnElement[str]:
     finished = agg.c.done + agg.c.failed
     return case(
         (agg.c.uploading > 0, "uploading"),
-        (finished < agg.c.total, case(((agg.c.processing > 0) | (finished > 0), "processing"), else_="queued")),
+        (
+            finished < agg.c.total,
+            case(((agg.c.processing > 0) | (finished > 0), "processing"), else_="queued"),
+        ),
         (agg.c.failed == 0, "done"),
         (agg.c.done == 0, "failed"),
         else_="done_with_errors",
@@ -65,14 +68,21 @@ def status_expression(agg) -> ColumnElement[str]:
 
 
 def progress_query(batch_ids_filter) -> Any:
-    return select(Slide.batch_id, *progress_columns()).where(batch_ids_filter).group_by(Slide.batch_id)
+    return (
+        select(Slide.batch_id, *progress_columns()).where(batch_ids_filter).group_by(Slide.batch_id)
+    )
 
 
 def summary_from_row(row: Any) -> dict[str, Any]:
     """status, progress, totals and finished_at of a batch from its aggregate row."""
-    counts = {s: int(getattr(row, s) or 0) for s in ("uploading", "queued", "processing", "done", "failed")}
+    counts = {
+        s: int(getattr(row, s) or 0)
+        for s in ("uploading", "queued", "processing", "done", "failed")
+    }
     status = derive_status(counts)
-    finished: datetime | None = row.last_finished if status in ("done", "failed", "done_with_errors") else None
+    finished: datetime | None = (
+        row.last_finished if status in ("done", "failed", "done_with_errors") else None
+    )
     return {
         "status": status,
         "progress": {"total": int(row.total), **counts},

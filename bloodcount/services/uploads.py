@@ -77,18 +77,28 @@ def check_name(name: str, what: str = "file name") -> str:
     CSV reports and headers: control characters, '..' segments, absolute paths, > 255."""
     shown = name.encode("unicode_escape").decode()[:120]
     if _CONTROL.search(name):
-        raise InvalidRequest(f"{what} {shown!r} holds a control character (such as NUL or a "
-                             "line break); rename the file", file=shown)
+        raise InvalidRequest(
+            f"{what} {shown!r} holds a control character (such as NUL or a "
+            "line break); rename the file",
+            file=shown,
+        )
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidRequest(f"{what} {shown!r}... is {len(name)} characters long; at most "
-                             f"{MAX_NAME_LENGTH} are allowed", file=shown)
+        raise InvalidRequest(
+            f"{what} {shown!r}... is {len(name)} characters long; at most "
+            f"{MAX_NAME_LENGTH} are allowed",
+            file=shown,
+        )
     parts = re.split(r"[/\\]", name)
     if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-        raise InvalidRequest(f"{what} {shown!r} is an absolute path; send plain file names",
-                             file=shown)
+        raise InvalidRequest(
+            f"{what} {shown!r} is an absolute path; send plain file names", file=shown
+        )
     if ".." in parts:
-        raise InvalidRequest(f"{what} {shown!r} has a '..' segment, which could point outside "
-                             "its folder; send plain file names", file=shown)
+        raise InvalidRequest(
+            f"{what} {shown!r} has a '..' segment, which could point outside "
+            "its folder; send plain file names",
+            file=shown,
+        )
     return name
 
 
@@ -104,22 +114,32 @@ def check_image_header(label: str, data: bytes, max_pixels: int) -> None:
             with Image.open(io.BytesIO(data)) as img:
                 fmt, width, height = img.format, img.width, img.height
     except Image.DecompressionBombError:
-        raise InvalidRequest(f"{label!r} has far too many pixels for an image "
-                             f"(BLOODCOUNT_MAX_IMAGE_PIXELS is {max_pixels:,})", file=label) from None
+        raise InvalidRequest(
+            f"{label!r} has far too many pixels for an image "
+            f"(BLOODCOUNT_MAX_IMAGE_PIXELS is {max_pixels:,})",
+            file=label,
+        ) from None
     except Exception:
         return
     if width * height > max_pixels:
         raise InvalidRequest(
             f"{label!r} is {width}x{height} = {width * height:,} pixels, over the limit of "
-            f"{max_pixels:,} (BLOODCOUNT_MAX_IMAGE_PIXELS)", file=label)
+            f"{max_pixels:,} (BLOODCOUNT_MAX_IMAGE_PIXELS)",
+            file=label,
+        )
     ends = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
     if fmt in ends and ends[fmt] not in data[-4096:]:
-        raise InvalidRequest(f"{label!r} is a truncated {fmt}: the file ends before the image "
-                             "data does; upload it again", file=label)
+        raise InvalidRequest(
+            f"{label!r} is a truncated {fmt}: the file ends before the image "
+            "data does; upload it again",
+            file=label,
+        )
 
 
 def expand_uploads(
-    uploads: Iterable[tuple[str, BinaryIO]], max_files: int, max_bytes: int,
+    uploads: Iterable[tuple[str, BinaryIO]],
+    max_files: int,
+    max_bytes: int,
     max_pixels: int | None = None,
 ) -> list[SlideFile]:
     """Every slide in the uploads, zip archives expanded in place, in the order given.
@@ -172,7 +192,9 @@ def _expand_zip(name: str, data: bytes, budget: int) -> Iterator[SlideFile]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
-        raise InvalidRequest(f"{name!r} looks like a zip archive but cannot be opened", file=name) from None
+        raise InvalidRequest(
+            f"{name!r} looks like a zip archive but cannot be opened", file=name
+        ) from None
     with archive:
         for member in archive.infolist():  # before skipping: '..' would pass as a dot file
             check_name(member.filename, f"member of {name!r}")
@@ -191,8 +213,11 @@ def _expand_zip(name: str, data: bytes, budget: int) -> Iterator[SlideFile]:
                 raise InvalidRequest(f"{label!r} is larger than its archive says", file=label)
             found = sniff(content[:SNIFF_BYTES])
             if found is not None and found.kind == "zip":
-                raise InvalidRequest(f"{label!r} is a zip inside a zip; nested archives are not "
-                                     "expanded: put the images in one archive", file=label)
+                raise InvalidRequest(
+                    f"{label!r} is a zip inside a zip; nested archives are not "
+                    "expanded: put the images in one archive",
+                    file=label,
+                )
             if found is None or found.kind != "image":
                 raise _refuse_unknown(label)
             yield SlideFile(label, content, found.content_type, found.suffix)

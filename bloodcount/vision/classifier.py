@@ -67,7 +67,9 @@ class Classifier:
     def load(cls, model_dir: str | Path, num_threads: int = 1) -> Classifier:
         """Load ``model.tflite`` + ``card.json`` from ``model_dir``, checking the sha256."""
         model_path, card = read_model_dir(
-            model_dir, ("name", "version", "sha256", "classes", "input_size"), ModelError,
+            model_dir,
+            ("name", "version", "sha256", "classes", "input_size"),
+            ModelError,
             "no classifier in {dir}: expected model.tflite and card.json (set BLOODCOUNT_MODEL_PATH)",
         )
         return cls(model_path, card, num_threads=num_threads)
@@ -102,5 +104,7 @@ class Classifier:
                 self._resize(size)
                 self._interpreter.set_tensor(self._input["index"], batch)
                 self._interpreter.invoke()
-                out[start : start + len(chunk)] = self._interpreter.get_tensor(self._output["index"])[: len(chunk)]
+                out[start : start + len(chunk)] = self._interpreter.get_tensor(
+                    self._output["index"]
+                )[: len(chunk)]
         return out

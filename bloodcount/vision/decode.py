@@ -36,9 +36,7 @@ def read_header(data: bytes) -> tuple[str, int, int, str]:
     except Image.DecompressionBombError as exc:
         raise SlideError(f"image has too many pixels ({exc})") from None
     except Exception:
-        raise SlideError(
-            "not a readable image: expected JPEG, PNG, TIFF or BMP"
-        ) from None
+        raise SlideError("not a readable image: expected JPEG, PNG, TIFF or BMP") from None
 
 
 def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int, str]:

@@ -21,7 +21,16 @@ from bloodcount.vision import CLASSES
 from bloodcount.vision.canonical import CANONICAL_RBC_SIZE
 from bloodcount.vision.classifier import ModelError, read_model_dir
 
-CARD_KEYS = ("name", "version", "sha256", "classes", "stride", "size_unit", "canonical_radius", "thresholds")
+CARD_KEYS = (
+    "name",
+    "version",
+    "sha256",
+    "classes",
+    "stride",
+    "size_unit",
+    "canonical_radius",
+    "thresholds",
+)
 # Interpreters kept per input shape: slides of one lab share a few shapes, and re-allocating
 # tensors for every slide would cost more than the network itself.
 SHAPE_CACHE = 4
@@ -62,10 +71,16 @@ def decode_peaks(
     size = np.maximum(output[ys, xs, 3:5], 0) * size_unit
     cx = (xs + output[ys, xs, 5]) * stride
     cy = (ys + output[ys, xs, 6]) * stride
-    boxes = np.stack([cx - size[:, 0] / 2, cy - size[:, 1] / 2, cx + size[:, 0] / 2, cy + size[:, 1] / 2], axis=1)
+    boxes = np.stack(
+        [cx - size[:, 0] / 2, cy - size[:, 1] / 2, cx + size[:, 0] / 2, cy + size[:, 1] / 2], axis=1
+    )
     order = np.argsort(-scores, kind="stable")
-    return Peaks(boxes[order].astype(np.float64), labels[order].astype(np.int64),
-                 probs[order].astype(np.float64), scores[order].astype(np.float64))
+    return Peaks(
+        boxes[order].astype(np.float64),
+        labels[order].astype(np.int64),
+        probs[order].astype(np.float64),
+        scores[order].astype(np.float64),
+    )
 
 
 class DenseDetector:
@@ -74,7 +89,9 @@ class DenseDetector:
     def __init__(self, model_path: Path, card: dict, num_threads: int = 1) -> None:
         self.card = card
         if tuple(card["classes"]) != CLASSES:
-            raise DetectorError(f"{model_path}: card.json classes {card['classes']} are not {list(CLASSES)}")
+            raise DetectorError(
+                f"{model_path}: card.json classes {card['classes']} are not {list(CLASSES)}"
+            )
         self.stride = int(card["stride"])
         self.size_unit = float(card["size_unit"])
         self.canonical_radius = float(card["canonical_radius"])
@@ -96,7 +113,9 @@ class DenseDetector:
     def load(cls, model_dir: str | Path = DETECTOR_DIR, num_threads: int = 1) -> DenseDetector:
         """Load ``model.tflite`` + ``card.json`` from ``model_dir``, checking the sha256."""
         model_path, card = read_model_dir(
-            model_dir, CARD_KEYS, DetectorError,
+            model_dir,
+            CARD_KEYS,
+            DetectorError,
             "no detector in {dir}: expected model.tflite and card.json",
         )
         return cls(model_path, card, num_threads=num_threads)

@@ -132,6 +132,10 @@ def detect_cells(
     boxes, labels, probs, background = boxes[keep], labels[keep], probs[keep], background[keep]
     timings["merge"] += time.perf_counter() - t0
     return Detections(
-        boxes=boxes, labels=labels, probabilities=probs, background=background,
-        edge=touches_border(boxes, w, h), timings={k: v * 1000 for k, v in timings.items()},
+        boxes=boxes,
+        labels=labels,
+        probabilities=probs,
+        background=background,
+        edge=touches_border(boxes, w, h),
+        timings={k: v * 1000 for k, v in timings.items()},
     )

@@ -38,8 +38,13 @@ MIN_RED_FOR_SCALE = 4
 # Only clear red-cell peaks measure the scale (fixed, so tuning thresholds cannot move it).
 SCALE_MIN_SCORE = 0.3
 
+
 def _dense_pass(
-    image: np.ndarray, detector: DenseDetector, tile_size: int, radius: float, timings: dict[str, float]
+    image: np.ndarray,
+    detector: DenseDetector,
+    tile_size: int,
+    radius: float,
+    timings: dict[str, float],
 ) -> Detections:
     """One run of the detector over the slide (tile by tile) at the scale set by ``radius``."""
     h, w = image.shape[:2]
@@ -55,8 +60,12 @@ def _dense_pass(
     per_px = factor if once else 1.0  # source pixels per original pixel
     colour = plasma_colour(source) if once else None
     sh, sw = source.shape[:2]
-    tiles = plan_tiles(sw, sh, max(1, round(tile_size * per_px)),
-                       overlap=int(np.ceil(DENSE_OVERLAP_RADII * radius * per_px)))
+    tiles = plan_tiles(
+        sw,
+        sh,
+        max(1, round(tile_size * per_px)),
+        overlap=int(np.ceil(DENSE_OVERLAP_RADII * radius * per_px)),
+    )
     timings["scale"] += time.perf_counter() - t0
     boxes, labels, probs, scores = [], [], [], []
     for tile in tiles:
@@ -64,7 +73,9 @@ def _dense_pass(
         view = source[tile.y0 : tile.y1, tile.x0 : tile.x1]
         if once:
             vh, vw = view.shape[:2]
-            canon = Canonical(pad_to(view, padded_size(vh), padded_size(vw), colour), 1.0, (vw, vh), work_radius)
+            canon = Canonical(
+                pad_to(view, padded_size(vh), padded_size(vw), colour), 1.0, (vw, vh), work_radius
+            )
         else:
             canon = to_canonical(view, work_radius)
         t1 = time.perf_counter()
@@ -90,10 +101,12 @@ def _dense_pass(
     boxes_all[:, [1, 3]] = np.clip(boxes_all[:, [1, 3]], 0, h)
     score_all = np.concatenate(scores)
     return Detections(
-        boxes=boxes_all, labels=np.concatenate(labels).astype(np.int64),
+        boxes=boxes_all,
+        labels=np.concatenate(labels).astype(np.int64),
         probabilities=np.vstack(probs).reshape(-1, len(CLASSES)),
         # The detector's doubt that a peak is a cell at all, in the classifier's field.
-        background=1.0 - score_all, edge=touches_border(boxes_all, w, h),
+        background=1.0 - score_all,
+        edge=touches_border(boxes_all, w, h),
     )
 
 
@@ -108,7 +121,10 @@ def red_cell_scale_error(found: Detections, detector: DenseDetector, radius: flo
 
 
 def detect_cells_dense(
-    image: np.ndarray, detector: DenseDetector, tile_size: int = 2048, radius: float | None = None,
+    image: np.ndarray,
+    detector: DenseDetector,
+    tile_size: int = 2048,
+    radius: float | None = None,
     refine: int = REFINE_PASSES,
 ) -> Detections:
     """Every cell of an RGB uint8 slide found by the dense detector, in original pixel coordinates.
@@ -130,7 +146,10 @@ def detect_cells_dense(
         found = _dense_pass(image, detector, tile_size, radius, timings)
     keep = (1.0 - found.background) >= detector.thresholds[found.labels]
     return Detections(
-        boxes=found.boxes[keep], labels=found.labels[keep], probabilities=found.probabilities[keep],
-        background=found.background[keep], edge=found.edge[keep],
+        boxes=found.boxes[keep],
+        labels=found.labels[keep],
+        probabilities=found.probabilities[keep],
+        background=found.background[keep],
+        edge=found.edge[keep],
         timings={k: v * 1000 for k, v in timings.items()},
     )

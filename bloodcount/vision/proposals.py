@@ -69,7 +69,11 @@ def _masks(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.int16)
     plasma = _plasma_lab(lab)
     # Red cells differ from plasma in lightness on BCCD/PBC and in hue on Raabin: use both.
-    diff = (plasma[0] - lab[..., 0]) + np.abs(lab[..., 1] - plasma[1]) + np.abs(lab[..., 2] - plasma[2])
+    diff = (
+        (plasma[0] - lab[..., 0])
+        + np.abs(lab[..., 1] - plasma[1])
+        + np.abs(lab[..., 2] - plasma[2])
+    )
     diff = np.clip(diff, 0, 255).astype(np.uint8)
     purple = (lab[..., 1] - plasma[1]) + (plasma[2] - lab[..., 2])
     purple_mask = (purple > PURPLE_THRESHOLD).astype(np.uint8) * 255
@@ -181,7 +185,9 @@ def _stats(markers: np.ndarray, n_labels: int) -> np.ndarray:
 def _blob_boxes(purple: np.ndarray, radius: float, nuclei: bool) -> np.ndarray:
     """Boxes of purple blobs: lobes of one nucleus are joined, each blob grown to its cell."""
     k = max(3, int(0.3 * radius) | 1)
-    joined = cv2.morphologyEx(purple, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    joined = cv2.morphologyEx(
+        purple, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    )
     n, _, stats, _ = cv2.connectedComponentsWithStats(joined)
     boxes = []
     min_area = np.pi * (0.08 * radius) ** 2
@@ -203,8 +209,13 @@ def _circle_boxes(image: np.ndarray, cells: np.ndarray, radius: float) -> np.nda
     """Boxes of Hough circles of red-cell size: finds overlapping cells the watershed merges."""
     gray = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (5, 5), 0)
     circles = cv2.HoughCircles(
-        gray, cv2.HOUGH_GRADIENT, dp=1, minDist=max(2.0, HOUGH_MIN_DIST * radius),
-        param1=HOUGH_CANNY, param2=HOUGH_VOTES, minRadius=max(2, int(0.65 * radius)),
+        gray,
+        cv2.HOUGH_GRADIENT,
+        dp=1,
+        minDist=max(2.0, HOUGH_MIN_DIST * radius),
+        param1=HOUGH_CANNY,
+        param2=HOUGH_VOTES,
+        minRadius=max(2, int(0.65 * radius)),
         maxRadius=max(3, int(1.35 * radius)),
     )
     if circles is None:
@@ -214,7 +225,9 @@ def _circle_boxes(image: np.ndarray, cells: np.ndarray, radius: float) -> np.nda
     xi = np.clip(c[:, 0].astype(int), 0, cells.shape[1] - 1)
     yi = np.clip(c[:, 1].astype(int), 0, cells.shape[0] - 1)
     c = c[cells[yi, xi] > 0]
-    return np.stack([c[:, 0] - c[:, 2], c[:, 1] - c[:, 2], c[:, 0] + c[:, 2], c[:, 1] + c[:, 2]], axis=1)
+    return np.stack(
+        [c[:, 0] - c[:, 2], c[:, 1] - c[:, 2], c[:, 0] + c[:, 2], c[:, 1] + c[:, 2]], axis=1
+    )
 
 
 def find_cells(image: np.ndarray, cell_radius: float | None = None) -> Proposals:
@@ -228,7 +241,9 @@ def find_cells(image: np.ndarray, cell_radius: float | None = None) -> Proposals
     red = _watershed_boxes(cells, work_radius)
     if USE_HOUGH:
         red = np.vstack([red, _circle_boxes(small, cells, work_radius)])
-    blobs = np.vstack([_blob_boxes(purple, work_radius, True), _blob_boxes(pale, work_radius, False)])
+    blobs = np.vstack(
+        [_blob_boxes(purple, work_radius, True), _blob_boxes(pale, work_radius, False)]
+    )
     boxes = np.vstack([red, blobs]) / factor
     boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
     boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)

@@ -65,4 +65,3 @@ def plan_tiles(width: int, height: int, tile_size: int, overlap: int) -> list[Ti
         for y, yc in zip(ys, ycores, strict=True)
         for x, xc in zip(xs, xcores, strict=True)
     ]
-

@@ -27,8 +27,18 @@ def test_analyze_writes_the_contract_and_survives_a_bad_file(data_dir, tmp_path)
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(slides[0].read_bytes()[:2000])
     out, table, overlays = tmp_path / "out.json", tmp_path / "out.csv", tmp_path / "ov"
-    args = ["analyze", *map(str, slides), str(bad), "--output", str(out), "--csv", str(table),
-            "--overlays", str(overlays), "--no-progress"]
+    args = [
+        "analyze",
+        *map(str, slides),
+        str(bad),
+        "--output",
+        str(out),
+        "--csv",
+        str(table),
+        "--overlays",
+        str(overlays),
+        "--no-progress",
+    ]
     assert main(args) == 0
     document = json.loads(out.read_text())
     validate(document)
@@ -48,7 +58,10 @@ def test_analyze_classical_method_records_the_classifier(data_dir, classifier_di
     assert main(args) == 0
     document = json.loads(out.read_text())
     validate(document)
-    assert document["model"]["sha256"] == json.loads((classifier_dir / "card.json").read_text())["sha256"]
+    assert (
+        document["model"]["sha256"]
+        == json.loads((classifier_dir / "card.json").read_text())["sha256"]
+    )
 
 
 def test_analyze_usage_errors_exit_non_zero(tmp_path):

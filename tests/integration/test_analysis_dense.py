@@ -32,8 +32,12 @@ def test_seam_cells_are_found_once_in_tiles(mosaic):
     """
     canonical = resize(mosaic, CANONICAL_RADIUS / estimate_slide_radius(mosaic))
     detector = DenseDetector.load()
-    whole = detect_cells_dense(canonical, detector, tile_size=4096, radius=CANONICAL_RADIUS, refine=0)
-    tiled = detect_cells_dense(canonical, detector, tile_size=320, radius=CANONICAL_RADIUS, refine=0)
+    whole = detect_cells_dense(
+        canonical, detector, tile_size=4096, radius=CANONICAL_RADIUS, refine=0
+    )
+    tiled = detect_cells_dense(
+        canonical, detector, tile_size=320, radius=CANONICAL_RADIUS, refine=0
+    )
     assert len(whole.boxes) > 300  # 16 BCCD slides, ~21 red cells each
     matched = greedy_matches(tiled.boxes, 1 - tiled.background, whole.boxes, iou=0.5)
     assert matched >= 0.90 * len(whole.boxes)

@@ -64,8 +64,11 @@ def held_out(data_dir):
     from training.datasets import file_sha256
 
     txl = data_dir / "txl-pbc" / "train"
-    records = [r for r in read_labels("yolo", txl / "labels", txl / "images")
-               if file_sha256(r.image_path) in test_side]
+    records = [
+        r
+        for r in read_labels("yolo", txl / "labels", txl / "images")
+        if file_sha256(r.image_path) in test_side
+    ]
     return {src: [r for r in records if r.source == src][:15] for src in FLOORS}
 
 
@@ -93,5 +96,7 @@ def test_dense_detection_floors(held_out, analyzer, source):
     summary = summarise(scores)["classes"]
     measured = {c: round(m["f1"], 3) for c, m in summary.items()}
     for label, floor in DENSE_FLOORS[source].items():
-        assert summary[label]["f1"] >= floor, f"{source} {label} F1 {measured[label]} < {floor}: {measured}"
+        assert summary[label]["f1"] >= floor, (
+            f"{source} {label} F1 {measured[label]} < {floor}: {measured}"
+        )
     assert summary["RBC"]["mae_per_slide"] <= MAE_CEILINGS[source]

@@ -227,8 +227,10 @@ CASES = [
     ),
     Case(
         "multipart part without a name",
-        raw(b"--b0undary\r\nContent-Disposition: form-data\r\n\r\nv\r\n--b0undary--\r\n",
-            "multipart/form-data; boundary=b0undary"),
+        raw(
+            b"--b0undary\r\nContent-Disposition: form-data\r\n\r\nv\r\n--b0undary--\r\n",
+            "multipart/form-data; boundary=b0undary",
+        ),
         422,
         ("no slides",),
     ),

@@ -19,8 +19,18 @@ def test_a_few_training_steps_export_a_loadable_detector(data_dir, tmp_path):
     weights = default_weights_path()
     if not weights.is_file():
         pytest.skip(f"no MobileNetV2 weights at {weights}")
-    train(tmp_path, steps=3, batch=2, crop=96, lr=1e-3, seed=0, weights=weights,
-          data_dir=data_dir, limit=2, log_every=1)
+    train(
+        tmp_path,
+        steps=3,
+        batch=2,
+        crop=96,
+        lr=1e-3,
+        seed=0,
+        weights=weights,
+        data_dir=data_dir,
+        limit=2,
+        log_every=1,
+    )
     model = tmp_path / "model.tflite"
     assert model.is_file() and (tmp_path / "train_log.json").is_file()
     detector = DenseDetector(model, _card_base(model, {"RBC": 0.5, "WBC": 0.5, "Platelets": 0.5}))

@@ -62,7 +62,10 @@ def test_yolo_box_counts_per_file_match_the_lines(records) -> None:
 def test_bccd_csv_equals_bccd_voc(data_dir: Path) -> None:
     voc = read_voc(data_dir / "bccd/Annotations", data_dir / "bccd/JPEGImages", "bccd")
     csv = read_csv_boxes(data_dir / "bccd/annotations.csv", data_dir / "bccd/JPEGImages", "bccd")
-    as_set = lambda recs: sorted((r.image_path.name, b.label, b.xyxy) for r in recs for b in r.boxes)  # noqa: E731
+
+    def as_set(recs):
+        return sorted((r.image_path.name, b.label, b.xyxy) for r in recs for b in r.boxes)
+
     assert as_set(csv) == as_set(voc)
 
 
@@ -78,7 +81,11 @@ def test_shared_images_are_merged_by_content(merged) -> None:
     assert len(merged) == 992
     assert len({r.sha256 for r in merged}) == 992
     assert Counter(r.source for r in merged) == {
-        "txl-pbc": 350, "txl-raabin": 350, "bccd": 168, "txl-bccd": 124}
+        "txl-pbc": 350,
+        "txl-raabin": 350,
+        "bccd": 168,
+        "txl-bccd": 124,
+    }
 
 
 def test_committed_manifest_is_reproducible(merged, data_dir: Path) -> None:
@@ -94,8 +101,10 @@ def test_no_image_on_two_sides(merged) -> None:
     assert not hashes["train"] & hashes["test"]
     assert not hashes["val"] & hashes["test"]
     # every alias of a test image is also held out, whichever source reaches it
-    names = {side: {str(v.image_path) for r in recs for v in (r, *r.aliases)}
-             for side, recs in sides.items()}
+    names = {
+        side: {str(v.image_path) for r in recs for v in (r, *r.aliases)}
+        for side, recs in sides.items()
+    }
     assert not names["train"] & names["test"]
     total = sum(len(v) for v in sides.values())
     assert abs(len(sides["test"]) / total - 0.15) < 0.01
@@ -112,8 +121,13 @@ def test_split_is_stratified_by_class(merged) -> None:
 
 
 def test_held_out_images_per_source(data_dir: Path) -> None:
-    for source, at_least in (("bccd", 30), ("cbc", 30), ("txl-bccd", 15), ("txl-pbc", 40),
-                             ("txl-raabin", 40)):
+    for source, at_least in (
+        ("bccd", 30),
+        ("cbc", 30),
+        ("txl-bccd", 15),
+        ("txl-pbc", 40),
+        ("txl-raabin", 40),
+    ):
         images = split_mod.held_out_images(source, data_dir=data_dir)
         assert len(images) >= at_least, source
         assert all(i["image"].is_file() and i["labels"].is_file() for i in images)

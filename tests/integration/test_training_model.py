@@ -26,8 +26,10 @@ def tiny_crops(data_dir: Path):
     records = read_voc(data_dir / "bccd/Annotations", data_dir / "bccd/JPEGImages", "bccd")[:6]
     classes = ("RBC", "WBC", "Platelets", "background")
     sides = {"train": records[:4], "val": records[4:5], "test": records[5:]}
-    return {side: build_crops(recs, 48, classes, seed=0, jitter_copies=0)
-            for side, recs in sides.items()}
+    return {
+        side: build_crops(recs, 48, classes, seed=0, jitter_copies=0)
+        for side, recs in sides.items()
+    }
 
 
 @pytest.mark.slow
@@ -41,8 +43,14 @@ def test_smoke_training_exports_a_model_taking_raw_uint8(tiny_crops, tmp_path: P
 
     if not default_weights_path().is_file():
         pytest.skip(f"MobileNetV2 weights not at {default_weights_path()}")
-    profile = replace(PROFILES["default"], input_size=48, phase1_epochs=1, phase1_views=1,
-                      phase2_epochs=1, rbc_per_epoch=20)
+    profile = replace(
+        PROFILES["default"],
+        input_size=48,
+        phase1_epochs=1,
+        phase1_views=1,
+        phase2_epochs=1,
+        rbc_per_epoch=20,
+    )
     model, history = fit(profile, tiny_crops, default_weights_path(), 0, tmp_path)
     assert len(history["loss"]) == 2 and history["phase_boundaries"] == [1]
     model.save(tmp_path / "model.keras")
@@ -75,8 +83,13 @@ def test_shipped_model_loads_and_matches_its_card() -> None:
     probs = lite.predict(crops)
     assert probs.shape == (3, 4)
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
-    for name in ("card.md", "confusion_matrix.png", "confusion_matrix.json",
-                 "training_curves.png", "classification_report.txt"):
+    for name in (
+        "card.md",
+        "confusion_matrix.png",
+        "confusion_matrix.json",
+        "training_curves.png",
+        "classification_report.txt",
+    ):
         assert (DEFAULT_MODEL_DIR / name).is_file(), name
 
 
@@ -90,8 +103,11 @@ def test_shipped_model_classifies_held_out_cells(data_dir: Path) -> None:
     images = held_out_images("bccd", data_dir=data_dir)[:8]
     recs = []
     for item in images:
-        recs += [r for r in read_voc(item["labels"].parent, item["image"].parent, "bccd",
-                                     ReadReport()) if r.labels_path == item["labels"]]
+        recs += [
+            r
+            for r in read_voc(item["labels"].parent, item["image"].parent, "bccd", ReadReport())
+            if r.labels_path == item["labels"]
+        ]
     crops = build_crops(recs, lite.size, tuple(card["classes"]), seed=0)
     pred = lite.predict(crops.x)[:, :3].argmax(1)
     assert (pred == crops.y).mean() > 0.97
@@ -104,7 +120,9 @@ def test_classify_command_writes_the_report(data_dir: Path, tmp_path: Path) -> N
     ann.mkdir()
     img.mkdir()
     for name in ("BloodImage_00000", "BloodImage_00001", "BloodImage_00002"):
-        (ann / f"{name}.xml").write_bytes((data_dir / "bccd/Annotations" / f"{name}.xml").read_bytes())
+        (ann / f"{name}.xml").write_bytes(
+            (data_dir / "bccd/Annotations" / f"{name}.xml").read_bytes()
+        )
         (img / f"{name}.jpg").symlink_to(data_dir / "bccd/JPEGImages" / f"{name}.jpg")
     (ann / "bad.xml").write_text("<annotation>")
     out = tmp_path / "out.json"
@@ -113,8 +131,23 @@ def test_classify_command_writes_the_report(data_dir: Path, tmp_path: Path) -> N
         "assert 'tensorflow' not in sys.modules, 'classify imported TensorFlow'; sys.exit(rc)"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code, "classify", "--labels", str(ann), "--format", "voc",
-         "--output", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        [
+            sys.executable,
+            "-c",
+            code,
+            "classify",
+            "--labels",
+            str(ann),
+            "--format",
+            "voc",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["schema"] == "bloodcount.classification/v1"
@@ -129,10 +162,12 @@ def test_classify_command_writes_the_report(data_dir: Path, tmp_path: Path) -> N
 
 
 def test_commands_do_not_import_tensorflow() -> None:
-    code = ("import sys, argparse; import training.commands as c; p = argparse.ArgumentParser(); "
-            "c.register(p.add_subparsers()); "
-            "a = p.parse_args(['train', '--profile', 'default', '--data', 'x']); "
-            "assert a.handler and 'tensorflow' not in sys.modules; print('ok')")
+    code = (
+        "import sys, argparse; import training.commands as c; p = argparse.ArgumentParser(); "
+        "c.register(p.add_subparsers()); "
+        "a = p.parse_args(['train', '--profile', 'default', '--data', 'x']); "
+        "assert a.handler and 'tensorflow' not in sys.modules; print('ok')"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.stdout.strip() == "ok", proc.stderr
 
@@ -141,8 +176,16 @@ def test_crop_used_for_training_is_the_service_crop() -> None:
     image = np.random.default_rng(0).integers(0, 255, (60, 80, 3), np.uint8)
     from training.datasets import Box, ImageRecord
 
-    rec = ImageRecord(Path("x.png"), Path("x.xml"), "bccd", "voc", 80, 60,
-                      [Box(10, 10, 30, 40, "RBC")], sha256="ab")
+    rec = ImageRecord(
+        Path("x.png"),
+        Path("x.xml"),
+        "bccd",
+        "voc",
+        80,
+        60,
+        [Box(10, 10, 30, 40, "RBC")],
+        sha256="ab",
+    )
     import training.samples as samples
 
     original = samples.read_rgb

@@ -57,7 +57,9 @@ def test_bad_bytes_give_an_error_result_that_follows_the_contract(analyzer):
 def test_seam_cells_are_counted_once_in_tiles():
     """A slide analysed whole and in 400 px tiles counts each red cell once."""
     smear = make_smear(11, width=1280, height=960, n_rbc=50, touching_pairs=4, n_platelets=4)
-    whole = Analyzer(load_settings({}), classifier=ColourClassifier()).analyze_image(smear.image, "x")
+    whole = Analyzer(load_settings({}), classifier=ColourClassifier()).analyze_image(
+        smear.image, "x"
+    )
     tiled = Analyzer(load_settings({}, tile_size=400), classifier=ColourClassifier()).analyze_image(
         smear.image, "x"
     )

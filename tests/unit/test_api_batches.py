@@ -15,6 +15,7 @@ from tests.servicekit import ApiEnv, open_api_env, smear_bytes, zip_of
 def api_env(tmp_path):
     yield from open_api_env(tmp_path)
 
+
 SLIDES = {"a.jpg": smear_bytes(1), "b.png": smear_bytes(2, ".png")}
 
 
@@ -24,7 +25,13 @@ def _rows(env, model) -> int:
 
 
 def test_submit_processes_images_and_zips_with_the_analyzers_counts(api_env):
-    archive = zip_of({"inner/c.jpg": smear_bytes(3), "__MACOSX/._c.jpg": b"junk", "d.txt.bmp": smear_bytes(4, ".bmp")})
+    archive = zip_of(
+        {
+            "inner/c.jpg": smear_bytes(3),
+            "__MACOSX/._c.jpg": b"junk",
+            "d.txt.bmp": smear_bytes(4, ".bmp"),
+        }
+    )
     response = api_env.submit({**SLIDES, "more.zip": archive}, reference="RUN-7")
     assert response.status_code == 202
     body = response.get_json()
@@ -33,10 +40,22 @@ def test_submit_processes_images_and_zips_with_the_analyzers_counts(api_env):
 
     batch = api_env.get(body["links"]["self"]).get_json()
     assert batch["status"] == "done" and batch["reference"] == "RUN-7"
-    assert batch["progress"] == {"total": 4, "uploading": 0, "queued": 0, "processing": 0, "done": 4, "failed": 0}
+    assert batch["progress"] == {
+        "total": 4,
+        "uploading": 0,
+        "queued": 0,
+        "processing": 0,
+        "done": 4,
+        "failed": 0,
+    }
 
     slides = api_env.get(body["links"]["slides"]).get_json()["items"]
-    assert [s["file"] for s in slides] == ["a.jpg", "b.png", "more.zip/d.txt.bmp", "more.zip/inner/c.jpg"]
+    assert [s["file"] for s in slides] == [
+        "a.jpg",
+        "b.png",
+        "more.zip/d.txt.bmp",
+        "more.zip/inner/c.jpg",
+    ]
     sources = [SLIDES["a.jpg"], SLIDES["b.png"], smear_bytes(4, ".bmp"), smear_bytes(3)]
     expected = [api_env.analyzer.analyze_bytes(data, "x").counts for data in sources]
     assert [s["counts"] for s in slides] == expected
@@ -128,7 +147,10 @@ def test_idempotency_key_returns_the_same_batch_and_refuses_another_body(api_env
     assert other.status_code == 422 and "Idempotency-Key" in other.get_json()["detail"]
     assert _rows(api_env, Batch) == 1 and _rows(api_env, Slide) == 2
     # The same key is another lab's own business.
-    assert api_env.submit(SLIDES, lab="Lab B", **{"Idempotency-Key": "k-1"}).get_json()["id"] != first.get_json()["id"]
+    assert (
+        api_env.submit(SLIDES, lab="Lab B", **{"Idempotency-Key": "k-1"}).get_json()["id"]
+        != first.get_json()["id"]
+    )
 
 
 def test_polling_has_etag_304_and_retry_after_while_running(tmp_path):
@@ -141,7 +163,9 @@ def test_polling_has_etag_304_and_retry_after_while_running(tmp_path):
         poll = env.get(response.headers["Location"])
         assert poll.get_json()["status"] == "queued"
         assert poll.headers["Retry-After"] == "2" and poll.headers["ETag"]
-        again = env.get(response.headers["Location"], headers={"If-None-Match": poll.headers["ETag"]})
+        again = env.get(
+            response.headers["Location"], headers={"If-None-Match": poll.headers["ETag"]}
+        )
         assert again.status_code == 304 and not again.data
     finally:
         env.close()
@@ -155,7 +179,10 @@ def test_finished_batch_has_no_retry_after_and_a_new_etag(api_env):
 
 
 def test_listing_batches_pages_and_filters(api_env):
-    ids = [api_env.submit({"a.jpg": SLIDES["a.jpg"]}, reference=f"R{i}").get_json()["id"] for i in range(5)]
+    ids = [
+        api_env.submit({"a.jpg": SLIDES["a.jpg"]}, reference=f"R{i}").get_json()["id"]
+        for i in range(5)
+    ]
     api_env.submit({"bad.jpg": b"\xff\xd8\xff not really a jpeg"}, reference="BAD")
     page1 = api_env.get("/api/v1/batches?per_page=2&status=done").get_json()
     assert page1["total"] == 5 and len(page1["items"]) == 2
@@ -165,14 +192,18 @@ def test_listing_batches_pages_and_filters(api_env):
     assert [b["id"] for b in page3["items"]] == [ids[0]] and page3["next"] is None
     failed = api_env.get("/api/v1/batches?status=failed").get_json()["items"]
     assert [b["reference"] for b in failed] == ["BAD"]
-    assert [b["id"] for b in api_env.get("/api/v1/batches?reference=R3").get_json()["items"]] == [ids[3]]
+    assert [b["id"] for b in api_env.get("/api/v1/batches?reference=R3").get_json()["items"]] == [
+        ids[3]
+    ]
     assert api_env.get("/api/v1/batches?from=2999-01-01").get_json()["total"] == 0
     assert api_env.get("/api/v1/batches?to=2999-01-01T00:00:00Z").get_json()["total"] == 6
     slides = api_env.get(f"/api/v1/batches/{ids[0]}/slides?per_page=1").get_json()
     assert slides["total"] == 1 and slides["next"] is None
 
 
-@pytest.mark.parametrize("query", ["page=0", "per_page=1000", "page=x", "status=nope", "from=yesterday"])
+@pytest.mark.parametrize(
+    "query", ["page=0", "per_page=1000", "page=x", "status=nope", "from=yesterday"]
+)
 def test_bad_query_parameters_are_422_problems(api_env, query):
     response = api_env.get(f"/api/v1/batches?{query}")
     assert response.status_code == 422 and response.mimetype == "application/problem+json"
@@ -180,7 +211,9 @@ def test_bad_query_parameters_are_422_problems(api_env, query):
 
 
 def test_retry_and_reprocess_keep_every_analysis(api_env):
-    body = api_env.submit({"good.jpg": SLIDES["a.jpg"], "bad.jpg": b"\xff\xd8\xff broken"}).get_json()
+    body = api_env.submit(
+        {"good.jpg": SLIDES["a.jpg"], "bad.jpg": b"\xff\xd8\xff broken"}
+    ).get_json()
     batch_id = body["id"]
     assert api_env.get(f"/api/v1/batches/{batch_id}").get_json()["status"] == "done_with_errors"
 
@@ -195,11 +228,16 @@ def test_retry_and_reprocess_keep_every_analysis(api_env):
     finally:
         del api_env.analyzer.classifier.info
     good = api_env.get(f"/api/v1/slides/{body['slide_ids'][0]}").get_json()
-    assert [(a["model"]["version"], a["current"]) for a in good["analyses"]] == [("test", False), ("v2", True)]
+    assert [(a["model"]["version"], a["current"]) for a in good["analyses"]] == [
+        ("test", False),
+        ("v2", True),
+    ]
     assert good["model"]["version"] == "v2"
     assert good["analyses"][0]["counts"] == good["analyses"][1]["counts"] == good["counts"]
     with api_env.resources.sessions() as session:
-        per_analysis = session.execute(select(Cell.analysis_id, func.count()).group_by(Cell.analysis_id)).all()
+        per_analysis = session.execute(
+            select(Cell.analysis_id, func.count()).group_by(Cell.analysis_id)
+        ).all()
         assert session.scalar(select(func.count()).select_from(Analysis)) == 2
     assert [n for _, n in per_analysis] == [sum(good["counts"].values())] * 2
 
@@ -229,7 +267,10 @@ def test_submission_limits(tmp_path):
         bomb = zip_of({"huge.bmp": b"BM" + bytes(500_000)})
         assert len(bomb) < 10_000
         response = env.submit({"bomb.zip": bomb})
-        assert response.status_code == 413 and "BLOODCOUNT_MAX_UPLOAD_BYTES" in response.get_json()["detail"]
+        assert (
+            response.status_code == 413
+            and "BLOODCOUNT_MAX_UPLOAD_BYTES" in response.get_json()["detail"]
+        )
         assert env.submit({}).status_code == 422
         assert env.post("/api/v1/batches", data="x", content_type="text/plain").status_code == 422
     finally:
@@ -237,10 +278,14 @@ def test_submission_limits(tmp_path):
 
 
 def test_reports_csv_json_and_counts(api_env):
-    body = api_env.submit({"a.jpg": SLIDES["a.jpg"], "bad.jpg": b"\xff\xd8\xff broken"}, reference="REP").get_json()
+    body = api_env.submit(
+        {"a.jpg": SLIDES["a.jpg"], "bad.jpg": b"\xff\xd8\xff broken"}, reference="REP"
+    ).get_json()
     csv_text = api_env.get(f"/api/v1/batches/{body['id']}/report.csv").data.decode()
     lines = csv_text.strip().splitlines()
-    assert lines[0].startswith("batch_id,reference,slide_id,position,file,status,error,RBC,WBC,Platelets")
+    assert lines[0].startswith(
+        "batch_id,reference,slide_id,position,file,status,error,RBC,WBC,Platelets"
+    )
     assert len(lines) == 3 and ",failed," in lines[2]
     report = api_env.get(f"/api/v1/batches/{body['id']}/report.json").get_json()
     assert report["batch"]["status"] == "done_with_errors"
@@ -251,12 +296,15 @@ def test_reports_csv_json_and_counts(api_env):
     assert api_env.get("/api/v1/reports/counts", lab="Lab B").get_json()["totals"]["slides"] == 0
     as_csv = api_env.get("/api/v1/reports/counts?format=csv")
     assert as_csv.mimetype == "text/csv" and "REP" in as_csv.data.decode()
-    assert api_env.get("/api/v1/reports/counts?from=2999-01-01").get_json()["totals"]["batches"] == 0
+    assert (
+        api_env.get("/api/v1/reports/counts?from=2999-01-01").get_json()["totals"]["batches"] == 0
+    )
 
 
 def test_multipart_field_may_be_named_file(api_env):
     response = api_env.post(
-        "/api/v1/batches", data={"file": (io.BytesIO(SLIDES["a.jpg"]), "one.jpg")},
+        "/api/v1/batches",
+        data={"file": (io.BytesIO(SLIDES["a.jpg"]), "one.jpg")},
         content_type="multipart/form-data",
     )
     assert response.status_code == 202

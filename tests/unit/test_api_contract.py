@@ -19,6 +19,7 @@ from tests.servicekit import ROOT, ApiEnv, open_api_env, smear_bytes
 def api_env(tmp_path):
     yield from open_api_env(tmp_path)
 
+
 PROBLEM = "application/problem+json"
 
 
@@ -81,9 +82,13 @@ def test_every_endpoint_answers_404_to_another_lab(api_env):
     body = api_env.submit({"a.jpg": smear_bytes(1)}).get_json()
     batch, slide = body["id"], body["slide_ids"][0]
     gets = [
-        f"/api/v1/batches/{batch}", f"/api/v1/batches/{batch}/slides",
-        f"/api/v1/batches/{batch}/report.csv", f"/api/v1/batches/{batch}/report.json",
-        f"/api/v1/slides/{slide}", f"/api/v1/slides/{slide}/image", f"/api/v1/slides/{slide}/overlay.jpg",
+        f"/api/v1/batches/{batch}",
+        f"/api/v1/batches/{batch}/slides",
+        f"/api/v1/batches/{batch}/report.csv",
+        f"/api/v1/batches/{batch}/report.json",
+        f"/api/v1/slides/{slide}",
+        f"/api/v1/slides/{slide}/image",
+        f"/api/v1/slides/{slide}/overlay.jpg",
     ]
     posts = [f"/api/v1/batches/{batch}/{a}" for a in ("retry", "reprocess", "submit")]
     for path in gets:
@@ -130,9 +135,12 @@ def test_database_down_is_503_with_retry_after(tmp_path):
         from api import create_app
         from api.auth import clear_cache
 
-        down = env.settings.__class__(**{
-            **env.settings.__dict__, "database_url": "postgresql+psycopg://nobody@127.0.0.1:9/none"
-        })
+        down = env.settings.__class__(
+            **{
+                **env.settings.__dict__,
+                "database_url": "postgresql+psycopg://nobody@127.0.0.1:9/none",
+            }
+        )
         app = create_app({"SETTINGS": down})
         clear_cache()
         response = app.test_client().get("/api/v1/batches", headers=env.headers())
@@ -148,7 +156,10 @@ def test_database_down_is_503_with_retry_after(tmp_path):
 def test_health_and_readiness(api_env):
     assert api_env.client.get("/healthz").get_json() == {"status": "ok"}
     ready = api_env.client.get("/readyz").get_json()
-    assert ready == {"status": "ready", "checks": {"database": "ok", "broker": "ok", "storage": "ok"}}
+    assert ready == {
+        "status": "ready",
+        "checks": {"database": "ok", "broker": "ok", "storage": "ok"},
+    }
 
 
 def test_broker_down_makes_readyz_fail(tmp_path):
@@ -167,7 +178,9 @@ def test_the_api_process_never_loads_the_classifier_or_tensorflow():
         "'bloodcount.vision.classifier', 'worker', 'worker.tasks') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -178,5 +191,7 @@ def test_the_api_modules_themselves_do_not_import_opencv():
         "print(sorted(m for m in ('cv2', 'numpy', 'PIL') if m in sys.modules)); "
         "sys.exit(1 if 'cv2' in sys.modules else 0)"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -18,12 +18,16 @@ def compose():
 
 def _bloodcount_services(compose):
     return {
-        name: svc for name, svc in compose["services"].items() if svc.get("image") == "bloodcount:latest"
+        name: svc
+        for name, svc in compose["services"].items()
+        if svc.get("image") == "bloodcount:latest"
     }
 
 
 def test_roles_and_infrastructure_present(compose):
-    assert {"api", "worker", "beat", "redis", "postgres", "minio", "flower"} <= set(compose["services"])
+    assert {"api", "worker", "beat", "redis", "postgres", "minio", "flower"} <= set(
+        compose["services"]
+    )
     commands = {name: svc["command"] for name, svc in _bloodcount_services(compose).items()}
     assert commands["api"][:2] == ["bloodcount", "serve"]
     assert commands["worker"][:2] == ["bloodcount", "worker"]

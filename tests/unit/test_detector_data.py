@@ -36,5 +36,7 @@ def test_targets_peak_at_each_centre_with_size_and_offset():
     heat, reg, mask = targets(boxes, np.array([0, 2]), 96)
     assert heat.shape == (24, 24, 3) and mask.sum() == 2
     assert heat[6, 6, 0] == 1.0 and heat[4, 14, 2] == 1.0 and heat[..., 1].max() == 0
-    np.testing.assert_allclose(reg[6, 6], [32 / SIZE_UNIT, 32 / SIZE_UNIT, 24 / STRIDE - 6, 24 / STRIDE - 6])
+    np.testing.assert_allclose(
+        reg[6, 6], [32 / SIZE_UNIT, 32 / SIZE_UNIT, 24 / STRIDE - 6, 24 / STRIDE - 6]
+    )
     np.testing.assert_allclose(reg[4, 14, :2], [12 / SIZE_UNIT, 14 / SIZE_UNIT])

@@ -15,7 +15,9 @@ def _output(h: int = 20, w: int = 24) -> np.ndarray:
     return np.zeros((h, w, 7), np.float32)
 
 
-def _cell(out: np.ndarray, x: int, y: int, cls: int, peak: float, size=(2.0, 2.0), offset=(0.5, 0.5)) -> None:
+def _cell(
+    out: np.ndarray, x: int, y: int, cls: int, peak: float, size=(2.0, 2.0), offset=(0.5, 0.5)
+) -> None:
     ys, xs = np.mgrid[0 : out.shape[0], 0 : out.shape[1]]
     g = peak * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 0.8**2))
     out[..., cls] = np.maximum(out[..., cls], g)
@@ -57,7 +59,11 @@ def test_per_class_thresholds_and_one_detection_per_place():
 
 def test_empty_heatmap_gives_no_cells():
     peaks = decode_peaks(_output(), THRESHOLDS)
-    assert peaks.boxes.shape == (0, 4) and len(peaks.labels) == 0 and peaks.probabilities.shape == (0, 3)
+    assert (
+        peaks.boxes.shape == (0, 4)
+        and len(peaks.labels) == 0
+        and peaks.probabilities.shape == (0, 3)
+    )
 
 
 def test_canonical_image_is_padded_to_the_network_multiple_with_glass():
@@ -85,8 +91,14 @@ class _OneCellNet(DenseDetector):
 @pytest.mark.parametrize("flip_average", [False, True])
 def test_mirror_averaging_keeps_the_cell_where_it_is(tmp_path, flip_average):
     (tmp_path / "model.tflite").write_bytes(b"unused by the stand-in")
-    card = {"classes": ["RBC", "WBC", "Platelets"], "stride": 4, "size_unit": 16.0, "canonical_radius": 16.0,
-            "thresholds": {"RBC": 0.5, "WBC": 0.5, "Platelets": 0.5}, "flip_average": flip_average}
+    card = {
+        "classes": ["RBC", "WBC", "Platelets"],
+        "stride": 4,
+        "size_unit": 16.0,
+        "canonical_radius": 16.0,
+        "thresholds": {"RBC": 0.5, "WBC": 0.5, "Platelets": 0.5},
+        "flip_average": flip_average,
+    }
     net = _OneCellNet(tmp_path / "model.tflite", card)
     image = np.full((32, 64, 3), 230, np.uint8)
     image[9:12, 19:24] = 50  # centre (21.5, 10.5): off the 4-px grid in both directions
@@ -100,7 +112,9 @@ def test_a_large_slide_is_measured_at_slide_resolution(monkeypatch):
     import bloodcount.vision.canonical as canonical
 
     seen = []
-    monkeypatch.setattr(canonical, "estimate_cell_radius", lambda im: seen.append(im.shape[:2]) or 10.0)
+    monkeypatch.setattr(
+        canonical, "estimate_cell_radius", lambda im: seen.append(im.shape[:2]) or 10.0
+    )
     assert canonical.estimate_slide_radius(np.zeros((2000, 3000, 3), np.uint8)) == 10.0
     assert seen == [(480, 640)] * 5
     seen.clear()

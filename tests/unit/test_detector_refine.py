@@ -28,9 +28,13 @@ class _GridOfRedCells:
         f = self.factors[-1]
         side = self.true_side * f
         centres = [((100 + 150 * i) * f, (120 + 200 * j) * f) for i in range(3) for j in range(2)]
-        boxes = np.array([[x - side / 2, y - side / 2, x + side / 2, y + side / 2] for x, y in centres])
+        boxes = np.array(
+            [[x - side / 2, y - side / 2, x + side / 2, y + side / 2] for x, y in centres]
+        )
         n = len(boxes)
-        return Peaks(boxes, np.zeros(n, np.int64), np.tile([0.9, 0.05, 0.05], (n, 1)), np.full(n, 0.9))
+        return Peaks(
+            boxes, np.zeros(n, np.int64), np.tile([0.9, 0.05, 0.05], (n, 1)), np.full(n, 0.9)
+        )
 
 
 @pytest.fixture
@@ -71,7 +75,9 @@ def test_a_right_estimate_costs_one_pass_and_refine_zero_never_rescales(fake):
 
 def test_a_slide_with_small_cells_is_enlarged_and_mapped_back(fake):
     fake.true_side = RBC_SIDE_PER_RADIUS * 10.0
-    found = detect_dense.detect_cells_dense(np.full((480, 640, 3), 220, np.uint8), fake, radius=10.0)
+    found = detect_dense.detect_cells_dense(
+        np.full((480, 640, 3), 220, np.uint8), fake, radius=10.0
+    )
     assert fake.factors == pytest.approx([1.6])
     sides = np.sqrt(np.prod(found.boxes[:, 2:] - found.boxes[:, :2], axis=1))
     assert len(found.boxes) == 6 and sides == pytest.approx(fake.true_side)

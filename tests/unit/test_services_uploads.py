@@ -36,8 +36,15 @@ def _expand(files, max_files=10, max_bytes=10_000_000):
 
 
 def test_zip_members_become_slides_in_name_order_skipping_metadata():
-    archive = zip_of({"b.png": smear_bytes(1, ".png"), "a/c.jpg": smear_bytes(2), ".hidden.jpg": b"x",
-                      "__MACOSX/a/._c.jpg": b"x", "folder/": b""})
+    archive = zip_of(
+        {
+            "b.png": smear_bytes(1, ".png"),
+            "a/c.jpg": smear_bytes(2),
+            ".hidden.jpg": b"x",
+            "__MACOSX/a/._c.jpg": b"x",
+            "folder/": b"",
+        }
+    )
     slides = _expand({"x.jpg": smear_bytes(3), "set.zip": archive})
     assert [s.filename for s in slides] == ["x.jpg", "set.zip/a/c.jpg", "set.zip/b.png"]
     assert [s.suffix for s in slides] == [".jpg", ".jpg", ".png"]

@@ -9,7 +9,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_training", ROOT / "bench/bench_training.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench_training", ROOT / "bench/bench_training.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

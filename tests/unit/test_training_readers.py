@@ -49,22 +49,34 @@ def test_labels_are_normalised() -> None:
 
 def test_voc_reads_boxes_and_counts_problems(tmp_path: Path) -> None:
     _image(tmp_path / "img/a.jpg")
-    _voc(tmp_path / "ann", "a.jpg", [
-        ("RBC", 1, 2, 20, 22),
-        ("wbc", 30, 10, 70, 40),  # runs off the right edge: clipped, kept
-        ("Neutrophil", 1, 1, 10, 10),  # unknown label
-        ("RBC", 100, 100, 120, 120),  # wholly outside the 64x48 image
-        ("RBC", 10, 10, 10, 30),  # no area
-    ])
+    _voc(
+        tmp_path / "ann",
+        "a.jpg",
+        [
+            ("RBC", 1, 2, 20, 22),
+            ("wbc", 30, 10, 70, 40),  # runs off the right edge: clipped, kept
+            ("Neutrophil", 1, 1, 10, 10),  # unknown label
+            ("RBC", 100, 100, 120, 120),  # wholly outside the 64x48 image
+            ("RBC", 10, 10, 10, 30),  # no area
+        ],
+    )
     (tmp_path / "ann/broken.xml").write_text("<annotation><object>")  # malformed XML
     _voc(tmp_path / "ann", "missing.jpg", [("RBC", 1, 1, 9, 9)])  # image not there
     report = ReadReport()
     records = read_voc(tmp_path / "ann", tmp_path / "img", "bccd", report)
     assert len(records) == 1
     assert [(b.label, b.xyxy) for b in records[0].boxes] == [
-        ("RBC", (1.0, 2.0, 20.0, 22.0)), ("WBC", (30.0, 10.0, 64.0, 40.0))]
-    assert report.counts == {"unknown label": 1, "box outside image": 1, "inverted box": 1,
-                             "malformed file": 1, "missing image": 1, "box clipped to image": 1}
+        ("RBC", (1.0, 2.0, 20.0, 22.0)),
+        ("WBC", (30.0, 10.0, 64.0, 40.0)),
+    ]
+    assert report.counts == {
+        "unknown label": 1,
+        "box outside image": 1,
+        "inverted box": 1,
+        "malformed file": 1,
+        "missing image": 1,
+        "box clipped to image": 1,
+    }
     assert any("broken.xml" in m and "malformed XML" in m for m in report.messages)
     assert any("a.xml object 3" in m and "Neutrophil" in m for m in report.messages)
     assert "missing image" in report.summary()
@@ -91,13 +103,17 @@ def test_unreadable_image_is_skipped_with_its_name(tmp_path: Path) -> None:
 def test_both_csv_layouts_give_the_same_boxes(tmp_path: Path, layout: str) -> None:
     _image(tmp_path / "img/a.jpg")
     if layout == "bccd":  # filename,cell_type,xmin,xmax,ymin,ymax
-        text = "filename,cell_type,xmin,xmax,ymin,ymax\na.jpg,RBC,1,20,2,22\na.jpg,WBC,30,60,10,40\n"
+        text = (
+            "filename,cell_type,xmin,xmax,ymin,ymax\na.jpg,RBC,1,20,2,22\na.jpg,WBC,30,60,10,40\n"
+        )
     else:  # image,xmin,ymin,xmax,ymax,label
         text = "image,xmin,ymin,xmax,ymax,label\na.jpg,1,2,20,22,rbc\na.jpg,30,10,60,40,WBC\n"
     (tmp_path / "boxes.csv").write_text(text)
     records = read_csv_boxes(tmp_path / "boxes.csv", tmp_path / "img", "x")
     assert [(b.label, b.xyxy) for b in records[0].boxes] == [
-        ("RBC", (1.0, 2.0, 20.0, 22.0)), ("WBC", (30.0, 10.0, 60.0, 40.0))]
+        ("RBC", (1.0, 2.0, 20.0, 22.0)),
+        ("WBC", (30.0, 10.0, 60.0, 40.0)),
+    ]
 
 
 def test_csv_bad_lines_are_named_by_line(tmp_path: Path) -> None:
@@ -108,7 +124,8 @@ def test_csv_bad_lines_are_named_by_line(tmp_path: Path) -> None:
         "a.jpg,1,2,20\n"  # line 3: too few fields
         "a.jpg,one,2,20,22,RBC\n"  # line 4: not a number
         "a.jpg,1,2,20,22,Blast\n"  # line 5: unknown label
-        "gone.jpg,1,2,20,22,RBC\n")  # line 6: missing image
+        "gone.jpg,1,2,20,22,RBC\n"
+    )  # line 6: missing image
     report = ReadReport()
     records = read_csv_boxes(tmp_path / "b.csv", tmp_path / "img", "x", report)
     assert len(records) == 1 and len(records[0].boxes) == 1
@@ -133,10 +150,13 @@ def test_yolo_converts_relative_centres_to_pixels(tmp_path: Path) -> None:
         "1 0.1 0.1 0.4 0.4\n"  # RBC cut by the top-left corner: clipped
         "7 0.5 0.5 0.1 0.1\n"  # line 3: class id not in classes.txt
         "1 0.5 0.5\n"  # line 4: too few fields
-        "\n")
+        "\n"
+    )
     (tmp_path / "classes.txt").write_text("WBC\nRBC\nPlatelets\n")
     report = ReadReport()
-    records = read_yolo(tmp_path / "labels", tmp_path / "images", tmp_path / "classes.txt", "t", report)
+    records = read_yolo(
+        tmp_path / "labels", tmp_path / "images", tmp_path / "classes.txt", "t", report
+    )
     boxes = [(b.label, tuple(round(v, 6) for v in b.xyxy)) for b in records[0].boxes]
     assert boxes == [("WBC", (40.0, 15.0, 60.0, 35.0)), ("RBC", (0.0, 0.0, 30.0, 15.0))]
     assert report.counts["unknown label"] == 1 and report.counts["malformed line"] == 1
@@ -149,8 +169,10 @@ def test_yolo_image_without_label_file_is_counted(tmp_path: Path) -> None:
     (tmp_path / "labels").mkdir()
     (tmp_path / "classes.txt").write_text("WBC\nRBC\nPlatelets\n")
     report = ReadReport()
-    assert read_yolo(tmp_path / "labels", tmp_path / "images", tmp_path / "classes.txt",
-                     "t", report) == []
+    assert (
+        read_yolo(tmp_path / "labels", tmp_path / "images", tmp_path / "classes.txt", "t", report)
+        == []
+    )
     assert report.counts == {"missing labels": 1}
 
 

@@ -37,8 +37,11 @@ def test_negatives_stay_below_the_iou_limit_with_every_cell() -> None:
 def test_merged_negative_spans_two_cells() -> None:
     negs = sample_negatives(CELLS, 400, 300, np.random.default_rng(1), {"merged": 10})
     for box, _ in negs:
-        inside = [c for c in CELLS if c[0] >= box[0] and c[1] >= box[1] and c[2] <= box[2]
-                  and c[3] <= box[3]]
+        inside = [
+            c
+            for c in CELLS
+            if c[0] >= box[0] and c[1] >= box[1] and c[2] <= box[2] and c[3] <= box[3]
+        ]
         assert len(inside) >= 2
 
 
@@ -68,15 +71,25 @@ def test_augment_keeps_shape_and_range_and_is_seeded(cfg) -> None:
 def test_metrics_known_values() -> None:
     m = metrics(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 2]), ["a", "b", "c"])
     assert m["accuracy"] == 0.8 and m["errors"] == 1
-    assert m["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(0.66667),
-                                   "support": 2}
+    assert m["per_class"]["a"] == {
+        "precision": 1.0,
+        "recall": 0.5,
+        "f1": pytest.approx(0.66667),
+        "support": 2,
+    }
     assert m["confusion_matrix"]["rows_true_cols_predicted"] == [[1, 1, 0], [0, 2, 0], [0, 0, 1]]
 
 
 def test_cell_metrics_with_and_without_background() -> None:
     classes = ("RBC", "WBC", "Platelets", "background")
-    probs = np.array([[0.4, 0, 0, 0.6],  # an RBC the model calls background
-                      [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    probs = np.array(
+        [
+            [0.4, 0, 0, 0.6],  # an RBC the model calls background
+            [0, 1, 0, 0],
+            [0, 0, 1, 0],
+            [0, 0, 0, 1],
+        ]
+    )
     y = np.array([0, 1, 2, 3])
     out = cell_metrics(probs, y, classes)
     assert out["background_excluded"]["accuracy"] == 1.0  # argmax over the cells only

@@ -30,7 +30,9 @@ def _png_header_only(width: int, height: int) -> bytes:
     """A tiny PNG claiming a huge size: a decompression bomb's header, without its payload."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\0" * 64)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("ext", [".jpg", ".png", ".tif", ".bmp"])

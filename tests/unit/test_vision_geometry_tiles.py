@@ -24,11 +24,16 @@ def test_nms_keeps_best_of_overlapping_and_separate_boxes():
 
 def test_touches_border():
     assert list(touches_border([[0, 5, 10, 10], [5, 5, 10, 10], [5, 5, 100, 10]], 100, 50)) == [
-        True, False, True
+        True,
+        False,
+        True,
     ]
 
 
-@pytest.mark.parametrize(("width", "height", "tile", "overlap"), [(640, 480, 2048, 200), (5000, 3100, 1024, 200), (2049, 2048, 2048, 150)])
+@pytest.mark.parametrize(
+    ("width", "height", "tile", "overlap"),
+    [(640, 480, 2048, 200), (5000, 3100, 1024, 200), (2049, 2048, 2048, 150)],
+)
 def test_tile_cores_partition_the_image(width, height, tile, overlap):
     tiles = plan_tiles(width, height, tile, overlap)
     rng = np.random.default_rng(1)

@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     from bloodcount.vision.classifier import Classifier
     from bloodcount.vision.crops import crop_batch
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--detector", type=Path, default=DETECTOR_DIR)
     parser.add_argument("--classifier", type=Path, default=Path("bloodcount/models/default"))
     args = parser.parse_args(argv)
@@ -48,14 +50,22 @@ def main(argv: list[str] | None = None) -> None:
     classifier = Classifier.load(args.classifier)
     floor = 0.08
     rows = []
-    for record, found in collect(args.detector / "model.tflite", "val", flip_average=detector.flip_average,
-                                 inference_scale=detector.inference_scale):
-        image = cv2.cvtColor(cv2.imread(str(record.image_path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    for record, found in collect(
+        args.detector / "model.tflite",
+        "val",
+        flip_average=detector.flip_average,
+        inference_scale=detector.inference_scale,
+    ):
+        image = cv2.cvtColor(
+            cv2.imread(str(record.image_path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+        )
         scores = 1.0 - found.background
         candidates = (found.labels == PLATELETS) & (scores >= floor)
         probs = np.zeros((len(scores), len(classifier.classes)), np.float32)
         if candidates.any():
-            crops = crop_batch(image, [tuple(b) for b in found.boxes[candidates]], classifier.input_size)
+            crops = crop_batch(
+                image, [tuple(b) for b in found.boxes[candidates]], classifier.input_size
+            )
             probs[candidates] = classifier.predict(crops)
         truth = [b.xyxy for b in record.boxes if b.label == "Platelets"]
         rows.append((record.source, found.boxes, scores, found.labels, probs, truth))

@@ -54,7 +54,9 @@ def txl_records(side: str, data_dir: Path | None = None, split_path: Path | None
     txl = Path(data_dir or default_data_dir()) / "txl-pbc" / "train"
     wanted = {e["sha256"] for e in load_split(split_path)["images"] if e["side"] == side}
     records = read_labels("yolo", txl / "labels", txl / "images")
-    return [r for r in records if r.source in COMPLETE_SOURCES and file_sha256(r.image_path) in wanted]
+    return [
+        r for r in records if r.source in COMPLETE_SOURCES and file_sha256(r.image_path) in wanted
+    ]
 
 
 def load_slide(record) -> Slide:
@@ -64,12 +66,29 @@ def load_slide(record) -> Slide:
     boxes = np.array([b.xyxy for b in record.boxes], np.float32).reshape(-1, 4)
     labels = np.array([CLASSES.index(b.label) for b in record.boxes], np.int64)
     h, w = image.shape[:2]
-    inner = (labels == 0) & (boxes[:, 0] > 1) & (boxes[:, 1] > 1) & (boxes[:, 2] < w - 1) & (boxes[:, 3] < h - 1)
+    inner = (
+        (labels == 0)
+        & (boxes[:, 0] > 1)
+        & (boxes[:, 1] > 1)
+        & (boxes[:, 2] < w - 1)
+        & (boxes[:, 3] < h - 1)
+    )
     sides = np.sqrt(np.prod(boxes[inner, 2:] - boxes[inner, :2], axis=1))
-    labelled = (scale_factor(float(np.median(sides)) / RBC_SIDE_PER_RADIUS)
-                if len(sides) >= MIN_RED_FOR_SCALE else estimated)
-    return Slide(record.image_path.name, record.source, image, boxes, labels, plasma_colour(image),
-                 estimated, labelled)
+    labelled = (
+        scale_factor(float(np.median(sides)) / RBC_SIDE_PER_RADIUS)
+        if len(sides) >= MIN_RED_FOR_SCALE
+        else estimated
+    )
+    return Slide(
+        record.image_path.name,
+        record.source,
+        image,
+        boxes,
+        labels,
+        plasma_colour(image),
+        estimated,
+        labelled,
+    )
 
 
 def _colour_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -85,7 +104,9 @@ def _colour_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(out * gains, 0, 255).astype(np.uint8)
 
 
-def augment(slide: Slide, crop: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def augment(
+    slide: Slide, crop: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A random ``crop`` x ``crop`` view: scale (+ jitter), crop (pad with glass), flips, rot90, colour."""
     base = slide.labelled_factor if rng.random() < LABELLED_SCALE_SHARE else slide.estimated_factor
     s = base * float(np.exp(rng.uniform(-np.log(SCALE_JITTER), np.log(SCALE_JITTER))))
@@ -97,13 +118,18 @@ def augment(slide: Slide, crop: int, rng: np.random.Generator) -> tuple[np.ndarr
     # Place a small image anywhere in the canvas, so padding is seen on every side.
     oy, ox = rng.integers(0, canvas.shape[0] - h + 1), rng.integers(0, canvas.shape[1] - w + 1)
     canvas[oy : oy + h, ox : ox + w] = image
-    y0, x0 = rng.integers(0, canvas.shape[0] - crop + 1), rng.integers(0, canvas.shape[1] - crop + 1)
+    y0, x0 = (
+        rng.integers(0, canvas.shape[0] - crop + 1),
+        rng.integers(0, canvas.shape[1] - crop + 1),
+    )
     view = canvas[y0 : y0 + crop, x0 : x0 + crop]
     boxes = boxes + np.array([ox - x0, oy - y0, ox - x0, oy - y0], np.float32)
     clipped = np.clip(boxes, 0, crop)
     area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
     visible = np.prod(np.clip(clipped[:, 2:] - clipped[:, :2], 0, None), axis=1)
-    keep = (visible >= MIN_VISIBLE * np.maximum(area, 1e-6)) & (np.min(clipped[:, 2:] - clipped[:, :2], axis=1) >= 2)
+    keep = (visible >= MIN_VISIBLE * np.maximum(area, 1e-6)) & (
+        np.min(clipped[:, 2:] - clipped[:, :2], axis=1) >= 2
+    )
     boxes, labels = clipped[keep], slide.labels[keep]
     if rng.random() < 0.5:
         view = view[:, ::-1]
@@ -116,7 +142,9 @@ def augment(slide: Slide, crop: int, rng: np.random.Generator) -> tuple[np.ndarr
     return view, boxes.reshape(-1, 4), labels
 
 
-def targets(boxes: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def targets(
+    boxes: np.ndarray, labels: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Heatmap (S x S x 3), regression (S x S x 4: w, h, dx, dy) and centre mask (S x S), S = size / 4."""
     s = size // STRIDE
     heat = np.zeros((s, s, len(CLASSES)), np.float32)
@@ -144,5 +172,9 @@ def batches(slides: list[Slide], batch: int, crop: int, seed: int):
         idx = rng.choice(len(slides), size=batch, p=weights)
         out = [augment(slides[i], crop, rng) for i in idx]
         tg = [targets(b, lab, crop) for _, b, lab in out]
-        yield (np.stack([o[0] for o in out]).astype(np.float32), np.stack([t[0] for t in tg]),
-               np.stack([t[1] for t in tg]), np.stack([t[2] for t in tg]))
+        yield (
+            np.stack([o[0] for o in out]).astype(np.float32),
+            np.stack([t[0] for t in tg]),
+            np.stack([t[1] for t in tg]),
+            np.stack([t[2] for t in tg]),
+        )

@@ -11,7 +11,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-FEATURES = ("block_3_expand_relu", "block_6_expand_relu", "block_13_expand_relu")  # strides 4, 8, 16
+FEATURES = (
+    "block_3_expand_relu",
+    "block_6_expand_relu",
+    "block_13_expand_relu",
+)  # strides 4, 8, 16
 WIDTH = 48
 PRIOR = 0.1  # initial heatmap probability: CenterNet's bias init keeps early focal loss sane
 
@@ -45,22 +49,35 @@ def build_detector(weights: str | Path | None, alpha: float = 0.35, seed: int = 
     if weights is not None and not Path(weights).is_file():
         raise FileNotFoundError(f"MobileNetV2 weights not found at {weights}")
     base = keras.applications.MobileNetV2(
-        input_shape=(None, None, 3), alpha=alpha, include_top=False,
+        input_shape=(None, None, 3),
+        alpha=alpha,
+        include_top=False,
         weights=None if weights is None else str(weights),
     )
-    backbone = keras.Model(base.input, [base.get_layer(n).output for n in FEATURES], name="backbone")
+    backbone = keras.Model(
+        base.input, [base.get_layer(n).output for n in FEATURES], name="backbone"
+    )
     inputs = keras.Input((None, None, 3), name="slide_rgb_0_255")
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(inputs)
     # training=False: BatchNorm keeps ImageNet statistics while the weights fine-tune.
     c3, c4, c5 = backbone(x, training=False)
     p5 = _lateral(c5, 64, "lat16")
-    p4 = layers.Add(name="merge8")([_lateral(c4, 64, "lat8"), layers.UpSampling2D(2, name="up16")(p5)])
+    p4 = layers.Add(name="merge8")(
+        [_lateral(c4, 64, "lat8"), layers.UpSampling2D(2, name="up16")(p5)]
+    )
     p4 = _sep(p4, WIDTH, "smooth8")
-    p3 = layers.Add(name="merge4")([_lateral(c3, WIDTH, "lat4"), layers.UpSampling2D(2, name="up8")(p4)])
+    p3 = layers.Add(name="merge4")(
+        [_lateral(c3, WIDTH, "lat4"), layers.UpSampling2D(2, name="up8")(p4)]
+    )
     p3 = _sep(p3, WIDTH, "smooth4")
     h = _sep(p3, WIDTH, "heat")
-    heat = layers.Conv2D(3, 1, activation="sigmoid", name="heatmap",
-                         bias_initializer=keras.initializers.Constant(-math.log((1 - PRIOR) / PRIOR)))(h)
+    heat = layers.Conv2D(
+        3,
+        1,
+        activation="sigmoid",
+        name="heatmap",
+        bias_initializer=keras.initializers.Constant(-math.log((1 - PRIOR) / PRIOR)),
+    )(h)
     r = _sep(p3, WIDTH, "box")
     reg = layers.Conv2D(4, 1, name="box_regression")(r)
     out = layers.Concatenate(name="detections")([heat, reg])
@@ -75,8 +92,12 @@ def losses(pred, heat, reg, mask):
     pos = tf.cast(heat >= 1.0 - 1e-6, tf.float32)
     neg = 1.0 - pos
     n = tf.maximum(tf.reduce_sum(mask), 1.0)
-    focal = -tf.reduce_sum(pos * (1 - p) ** 2 * tf.math.log(p)
-                           + neg * (1 - heat) ** 4 * p**2 * tf.math.log(1 - p)) / n
+    focal = (
+        -tf.reduce_sum(
+            pos * (1 - p) ** 2 * tf.math.log(p) + neg * (1 - heat) ** 4 * p**2 * tf.math.log(1 - p)
+        )
+        / n
+    )
     m = mask[..., None]
     size = tf.reduce_sum(tf.abs(pred[..., 3:5] - reg[..., :2]) * m) / n
     offset = tf.reduce_sum(tf.abs(pred[..., 5:7] - reg[..., 2:]) * m) / n

@@ -25,23 +25,36 @@ GRID = np.round(np.arange(0.05, 0.901, 0.025), 3)
 
 
 def _card_base(
-    model_path: Path, thresholds: dict[str, float], flip_average: bool = False, inference_scale: float = 1.0,
+    model_path: Path,
+    thresholds: dict[str, float],
+    flip_average: bool = False,
+    inference_scale: float = 1.0,
     version: str = "1.0.0",
 ) -> dict:
     from training.detector.data import SIZE_UNIT, STRIDE
     from training.detector.export import sha256_file
 
     return {
-        "name": NAME, "version": version, "sha256": sha256_file(model_path),
-        "classes": list(CLASSES), "stride": STRIDE, "size_unit": SIZE_UNIT,
-        "canonical_radius": CANONICAL_RADIUS, "canonical_rbc_size": round(CANONICAL_RBC_SIZE, 2),
-        "pad_multiple": PAD_MULTIPLE, "flip_average": flip_average, "inference_scale": inference_scale,
+        "name": NAME,
+        "version": version,
+        "sha256": sha256_file(model_path),
+        "classes": list(CLASSES),
+        "stride": STRIDE,
+        "size_unit": SIZE_UNIT,
+        "canonical_radius": CANONICAL_RADIUS,
+        "canonical_rbc_size": round(CANONICAL_RBC_SIZE, 2),
+        "pad_multiple": PAD_MULTIPLE,
+        "flip_average": flip_average,
+        "inference_scale": inference_scale,
         "thresholds": thresholds,
     }
 
 
 def collect(
-    model_path: Path, side: str, data_dir: Path | None = None, flip_average: bool = False,
+    model_path: Path,
+    side: str,
+    data_dir: Path | None = None,
+    flip_average: bool = False,
     inference_scale: float = 1.0,
 ):
     """(record, Detections) for every TXL slide on ``side``, peaks kept down to the lowest threshold."""
@@ -51,11 +64,15 @@ def collect(
     from bloodcount.vision.detect_dense import detect_cells_dense
     from training.detector.data import txl_records
 
-    card = _card_base(model_path, {c: float(GRID[0]) for c in CLASSES}, flip_average, inference_scale)
+    card = _card_base(
+        model_path, {c: float(GRID[0]) for c in CLASSES}, flip_average, inference_scale
+    )
     detector = DenseDetector(model_path, card)
     out = []
     for record in txl_records(side, data_dir):
-        image = cv2.cvtColor(cv2.imread(str(record.image_path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        image = cv2.cvtColor(
+            cv2.imread(str(record.image_path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+        )
         out.append((record, detect_cells_dense(image, detector)))
     return out
 
@@ -63,7 +80,9 @@ def collect(
 def _cells(found, thresholds: dict[str, float]) -> list[dict]:
     scores = 1.0 - found.background
     cells = []
-    for box, label, probs, score in zip(found.boxes, found.labels, found.probabilities, scores, strict=True):
+    for box, label, probs, score in zip(
+        found.boxes, found.labels, found.probabilities, scores, strict=True
+    ):
         name = CLASSES[int(label)]
         if score >= thresholds[name]:
             cells.append({"label": name, "box": box.tolist(), "confidence": float(probs[label])})
@@ -97,8 +116,12 @@ def score(collected, thresholds: dict[str, float]) -> dict:
     """Per-source metrics (bloodcount.evaluation) of ``collected`` at ``thresholds``."""
     from bloodcount.evaluation import score_slide, summarise_by_source
 
-    scores = [score_slide(str(r.image_path), r.source, _cells(f, thresholds), [(b.xyxy, b.label) for b in r.boxes])
-              for r, f in collected]
+    scores = [
+        score_slide(
+            str(r.image_path), r.source, _cells(f, thresholds), [(b.xyxy, b.label) for b in r.boxes]
+        )
+        for r, f in collected
+    ]
     return summarise_by_source(scores)
 
 
@@ -109,27 +132,44 @@ def macro_f1(sources: dict) -> float:
 
 
 def _table(sources: dict) -> list[str]:
-    lines = ["| source | slides | class | count acc | MAE/slide | P | R | F1 |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| source | slides | class | count acc | MAE/slide | P | R | F1 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for source, summary in sorted(sources.items()):
         for c, m in summary["classes"].items():
             acc = "" if m["count_accuracy"] is None else f"{m['count_accuracy']:.3f}"
-            lines.append(f"| {source} | {summary['slides']} | {c} | {acc} | {m['mae_per_slide']:.2f} | "
-                         f"{m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} |")
+            lines.append(
+                f"| {source} | {summary['slides']} | {c} | {acc} | {m['mae_per_slide']:.2f} | "
+                f"{m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} |"
+            )
     return lines
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--run", type=Path, default=Path("var/detector"))
     parser.add_argument("--out", type=Path, default=Path("bloodcount/models/detector"))
-    parser.add_argument("--flip-average", action="store_true",
-                        help="average each slide's output with its mirror image's (tuned that way)")
-    parser.add_argument("--inference-scales", default="1.0,1.15,1.3",
-                        help="candidate cell magnifications over canonical; the best on validation is kept")
+    parser.add_argument(
+        "--flip-average",
+        action="store_true",
+        help="average each slide's output with its mirror image's (tuned that way)",
+    )
+    parser.add_argument(
+        "--inference-scales",
+        default="1.0,1.15,1.3",
+        help="candidate cell magnifications over canonical; the best on validation is kept",
+    )
     # Every shipped model gets its own version: results record it beside the sha256.
     parser.add_argument("--version", default="1.0.0", help="version written to the card")
-    parser.add_argument("--note", action="append", default=[], help="a measured finding to record in the card")
-    parser.add_argument("--test-eval", type=Path, help="evaluation JSON of the shipped model on --split test")
+    parser.add_argument(
+        "--note", action="append", default=[], help="a measured finding to record in the card"
+    )
+    parser.add_argument(
+        "--test-eval", type=Path, help="evaluation JSON of the shipped model on --split test"
+    )
     args = parser.parse_args(argv)
     from training.split import manifest_sha256
 
@@ -144,67 +184,105 @@ def main(argv: list[str] | None = None) -> None:
     _, scale, thresholds, val_metrics = max(candidates, key=lambda c: c[0])
     train_log = json.loads((args.run / "train_log.json").read_text())
     card = _card_base(model_path, thresholds, args.flip_average, scale, args.version)
-    card.update({
-        "input": "float32 [1, H, W, 3], raw RGB 0..255 (preprocessing inside the model); H and W "
-                 "resizable, multiples of pad_multiple",
-        "output": "float32 [1, H/4, W/4, 7]: RBC/WBC/Platelets centre heatmaps (sigmoid), box w/h "
-                  "in size_unit px, centre offset in cells",
-        "input_handling": "bloodcount.vision.canonical.to_canonical: resize so the OpenCV-estimated "
-                          f"red-cell radius is {CANONICAL_RADIUS} px, pad with the plasma colour",
-        "backbone": "MobileNetV2 alpha 0.35, ImageNet weights (../shared/weights), stride 4/8/16 features",
-        "quantized": False,
-        "training": {
-            "data": "TXL-PBC labels only (txl-bccd, txl-pbc, txl-raabin), train side",
-            "split_manifest": "training/splits/default.json", "split_sha256": manifest_sha256(),
-            **{k: train_log[k] for k in ("steps", "batch", "crop", "lr", "seed", "train_slides", "seconds")},
-            "final_losses": train_log["log"][-1],
-        },
-        "thresholds_tuned_on": "validation side, best pooled F1 per class at IoU 0.5",
-        "inference_scale_tuned_on": {"side": "validation", "figure": "macro F1 over source x class",
-                                     "candidates": {str(c[1]): round(c[0], 4) for c in candidates}},
-        "metrics": {"val": val_metrics},
-        "notes": args.note,
-        "created": dt.date.today().isoformat(),
-        "commands": [
-            f"nice -n 10 .venv/bin/python -m training.detector.train --steps {train_log['steps']} --out {args.run}",
-            f"nice -n 10 .venv/bin/python -m training.detector.ship --run {args.run} --out {args.out}"
-            + (" --flip-average" if args.flip_average else "")
-            + f" --inference-scales {args.inference_scales}"
-            + (f" --test-eval {args.test_eval}" if args.test_eval else ""),
-        ],
-    })
+    card.update(
+        {
+            "input": "float32 [1, H, W, 3], raw RGB 0..255 (preprocessing inside the model); H and W "
+            "resizable, multiples of pad_multiple",
+            "output": "float32 [1, H/4, W/4, 7]: RBC/WBC/Platelets centre heatmaps (sigmoid), box w/h "
+            "in size_unit px, centre offset in cells",
+            "input_handling": "bloodcount.vision.canonical.to_canonical: resize so the OpenCV-estimated "
+            f"red-cell radius is {CANONICAL_RADIUS} px, pad with the plasma colour",
+            "backbone": "MobileNetV2 alpha 0.35, ImageNet weights (../shared/weights), stride 4/8/16 features",
+            "quantized": False,
+            "training": {
+                "data": "TXL-PBC labels only (txl-bccd, txl-pbc, txl-raabin), train side",
+                "split_manifest": "training/splits/default.json",
+                "split_sha256": manifest_sha256(),
+                **{
+                    k: train_log[k]
+                    for k in ("steps", "batch", "crop", "lr", "seed", "train_slides", "seconds")
+                },
+                "final_losses": train_log["log"][-1],
+            },
+            "thresholds_tuned_on": "validation side, best pooled F1 per class at IoU 0.5",
+            "inference_scale_tuned_on": {
+                "side": "validation",
+                "figure": "macro F1 over source x class",
+                "candidates": {str(c[1]): round(c[0], 4) for c in candidates},
+            },
+            "metrics": {"val": val_metrics},
+            "notes": args.note,
+            "created": dt.date.today().isoformat(),
+            "commands": [
+                f"nice -n 10 .venv/bin/python -m training.detector.train --steps {train_log['steps']} --out {args.run}",
+                f"nice -n 10 .venv/bin/python -m training.detector.ship --run {args.run} --out {args.out}"
+                + (" --flip-average" if args.flip_average else "")
+                + f" --inference-scales {args.inference_scales}"
+                + (f" --test-eval {args.test_eval}" if args.test_eval else ""),
+            ],
+        }
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model_path, args.out / "model.tflite")
     if args.test_eval:
         ev = json.loads(args.test_eval.read_text())
         if ev["model"]["sha256"] != card["sha256"]:
-            raise SystemExit(f"{args.test_eval} scored another model ({ev['model']['sha256'][:12]})")
+            raise SystemExit(
+                f"{args.test_eval} scored another model ({ev['model']['sha256'][:12]})"
+            )
         card["metrics"]["test"] = ev["sources"]
-        card["commands"].insert(-1, "BLOODCOUNT_DATA=../shared/data .venv/bin/bloodcount evaluate --dataset "
-                                "../shared/data/txl-pbc/train --format yolo --split test --output "
-                                f"{args.test_eval}")
+        card["commands"].insert(
+            -1,
+            "BLOODCOUNT_DATA=../shared/data .venv/bin/bloodcount evaluate --dataset "
+            "../shared/data/txl-pbc/train --format yolo --split test --output "
+            f"{args.test_eval}",
+        )
     (args.out / "card.json").write_text(json.dumps(card, indent=1) + "\n")
-    md = [f"# {NAME} {card['version']}", "",
-          "Dense (CenterNet-style) cell detector on the MobileNetV2 alpha 0.35 backbone, run with LiteRT by",
-          "`bloodcount.vision.dense_detector`. OpenCV first estimates the red-cell size and resizes the slide",
-          f"so red cells have a {CANONICAL_RADIUS:g} px radius; the network predicts class-centre heatmaps,",
-          "box sizes and offsets every 4 px; cells are 3x3 heatmap peaks above the per-class thresholds.", "",
-          f"- sha256 `{card['sha256']}`", f"- thresholds (tuned on validation): {thresholds}",
-          f"- inference scale {scale} x canonical, flip averaging {args.flip_average} (chosen on validation: "
-          f"macro F1 {card['inference_scale_tuned_on']['candidates']})",
-          f"- trained on {card['training']['train_slides']} TXL-PBC train-side slides, "
-          f"{card['training']['steps']} steps x {card['training']['batch']} crops of {card['training']['crop']} px, "
-          f"{card['training']['seconds']:.0f} s on 2 shared CPU cores",
-          f"- split manifest sha256 `{card['training']['split_sha256']}`", f"- created {card['created']}", "",
-          "## Validation side (thresholds tuned here)", "", *_table(card["metrics"]["val"]), ""]
+    md = [
+        f"# {NAME} {card['version']}",
+        "",
+        "Dense (CenterNet-style) cell detector on the MobileNetV2 alpha 0.35 backbone, run with LiteRT by",
+        "`bloodcount.vision.dense_detector`. OpenCV first estimates the red-cell size and resizes the slide",
+        f"so red cells have a {CANONICAL_RADIUS:g} px radius; the network predicts class-centre heatmaps,",
+        "box sizes and offsets every 4 px; cells are 3x3 heatmap peaks above the per-class thresholds.",
+        "",
+        f"- sha256 `{card['sha256']}`",
+        f"- thresholds (tuned on validation): {thresholds}",
+        f"- inference scale {scale} x canonical, flip averaging {args.flip_average} (chosen on validation: "
+        f"macro F1 {card['inference_scale_tuned_on']['candidates']})",
+        f"- trained on {card['training']['train_slides']} TXL-PBC train-side slides, "
+        f"{card['training']['steps']} steps x {card['training']['batch']} crops of {card['training']['crop']} px, "
+        f"{card['training']['seconds']:.0f} s on 2 shared CPU cores",
+        f"- split manifest sha256 `{card['training']['split_sha256']}`",
+        f"- created {card['created']}",
+        "",
+        "## Validation side (thresholds tuned here)",
+        "",
+        *_table(card["metrics"]["val"]),
+        "",
+    ]
     if "test" in card["metrics"]:
-        md += ["## Test side (held out; never used for tuning)", "", *_table(card["metrics"]["test"]), ""]
+        md += [
+            "## Test side (held out; never used for tuning)",
+            "",
+            *_table(card["metrics"]["test"]),
+            "",
+        ]
     if args.note:
         md += ["## Notes", "", *[f"- {n}" for n in args.note], ""]
     md += ["## Commands", "", *[f"    {c}" for c in card["commands"]], ""]
     (args.out / "card.md").write_text("\n".join(md))
-    print(json.dumps({"thresholds": thresholds, "val": {s: {c: round(m["f1"], 3) for c, m in v["classes"].items()}
-                                                        for s, v in card["metrics"]["val"].items()}}))
+    print(
+        json.dumps(
+            {
+                "thresholds": thresholds,
+                "val": {
+                    s: {c: round(m["f1"], 3) for c, m in v["classes"].items()}
+                    for s, v in card["metrics"]["val"].items()
+                },
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -30,9 +30,19 @@ def _prefetch(gen, depth: int = 4):
         yield q.get()
 
 
-def train(out: Path, steps: int, batch: int, crop: int, lr: float, seed: int,
-          weights: Path | None, threads: int = 2, data_dir: Path | None = None,
-          limit: int | None = None, log_every: int = 50):
+def train(
+    out: Path,
+    steps: int,
+    batch: int,
+    crop: int,
+    lr: float,
+    seed: int,
+    weights: Path | None,
+    threads: int = 2,
+    data_dir: Path | None = None,
+    limit: int | None = None,
+    log_every: int = 50,
+):
     """Train for ``steps`` steps (cosine learning rate, warm-up) and export; return the Keras model."""
     import numpy as np
     import tensorflow as tf
@@ -51,7 +61,8 @@ def train(out: Path, steps: int, batch: int, crop: int, lr: float, seed: int,
     model, _ = build_detector(weights, seed=seed)
     warmup = min(100, steps // 10 + 1)
     schedule = tf.keras.optimizers.schedules.CosineDecay(
-        lr * 0.1, steps - warmup, alpha=0.01, warmup_target=lr, warmup_steps=warmup)
+        lr * 0.1, steps - warmup, alpha=0.01, warmup_target=lr, warmup_steps=warmup
+    )
     opt = tf.keras.optimizers.Adam(schedule)
 
     @tf.function
@@ -71,22 +82,43 @@ def train(out: Path, steps: int, batch: int, crop: int, lr: float, seed: int,
         window.append([float(v) for v in step(*next(gen))])
         if i % log_every == 0 or i == steps:
             mean = np.mean(window, axis=0).round(4).tolist()
-            log.append({"step": i, "focal": mean[0], "size": mean[1], "offset": mean[2],
-                        "seconds": round(time.time() - t0, 1)})
+            log.append(
+                {
+                    "step": i,
+                    "focal": mean[0],
+                    "size": mean[1],
+                    "offset": mean[2],
+                    "seconds": round(time.time() - t0, 1),
+                }
+            )
             print(json.dumps(log[-1]), flush=True)
             window = []
         if i % 500 == 0:
             model.save_weights(out / "model.weights.h5")
     model.save_weights(out / "model.weights.h5")
     export_tflite(model, out / "model.tflite")
-    (out / "train_log.json").write_text(json.dumps({
-        "steps": steps, "batch": batch, "crop": crop, "lr": lr, "seed": seed,
-        "train_slides": len(slides), "seconds": round(time.time() - t0, 1), "log": log}, indent=1))
+    (out / "train_log.json").write_text(
+        json.dumps(
+            {
+                "steps": steps,
+                "batch": batch,
+                "crop": crop,
+                "lr": lr,
+                "seed": seed,
+                "train_slides": len(slides),
+                "seconds": round(time.time() - t0, 1),
+                "log": log,
+            },
+            indent=1,
+        )
+    )
     return model
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path("var/detector"))
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=16)
@@ -96,7 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weights", type=Path, default=default_weights_path())
     args = parser.parse_args(argv)
-    train(args.out, args.steps, args.batch, args.crop, args.lr, args.seed, args.weights, args.threads)
+    train(
+        args.out, args.steps, args.batch, args.crop, args.lr, args.seed, args.weights, args.threads
+    )
 
 
 if __name__ == "__main__":
