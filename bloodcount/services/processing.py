@@ -164,7 +164,7 @@ def _finish_done(res, slide_id, claim, result, model: dict, key: str, total_ms: 
                 model_sha256=model["sha256"],
                 overlay_key=key if result.overlay is not None else None,
                 decode_ms=result.timings.get("decode"),
-                detect_ms=result.timings.get("find"),
+                detect_ms=_finding_ms(result.timings),
                 classify_ms=result.timings.get("classify"),
                 total_ms=total_ms,
                 finished_at=now,
@@ -200,6 +200,13 @@ def _finish_done(res, slide_id, claim, result, model: dict, key: str, total_ms: 
             # One multi-row INSERT for all cells: hundreds of rows per slide.
             session.execute(insert(Cell), [_cell_row(analysis_id, c) for c in result.cells])
     return "done"
+
+
+def _finding_ms(timings: dict[str, float]) -> float | None:
+    """Time spent finding cells: the classical pipeline's "find" stage, or the dense
+    pipeline's "scale" + "detect" stages (it has no separate classify stage)."""
+    stages = [timings[k] for k in ("find", "scale", "detect") if k in timings]
+    return sum(stages) if stages else None
 
 
 def _cell_row(analysis_id: int, cell: Any) -> dict[str, Any]:

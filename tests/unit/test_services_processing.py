@@ -163,3 +163,17 @@ def test_reconciler_never_fails_a_slide_that_is_only_waiting_in_a_long_queue(que
     assert _slide(queued, waiting).status == "queued"
     assert process_slide(res, waiting, queued.analyzer) == "done"
     assert process_slide(res, waiting, queued.analyzer) == "skipped"  # its duplicates are no-ops
+
+
+def test_stage_timings_are_stored_for_both_pipelines(queued):
+    from bloodcount.analysis import Analyzer
+
+    classical_id, dense_id = queued.slide_ids
+    assert process_slide(queued.resources, classical_id, queued.analyzer) == "done"
+    dense = Analyzer(queued.settings, method="dense")
+    assert process_slide(queued.resources, dense_id, dense) == "done"
+    classical, found = _slide(queued, classical_id), _slide(queued, dense_id)
+    assert classical.detect_ms > 0 and classical.classify_ms > 0
+    # The dense pipeline finds and classifies in one pass: its time is all "detect".
+    assert found.detect_ms > 0 and found.classify_ms is None
+    assert found.total_ms >= found.detect_ms
