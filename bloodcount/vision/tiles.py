@@ -30,12 +30,14 @@ class Tile:
         return c0 <= cx < c1 and r0 <= cy < r1
 
 
-def _starts(length: int, tile: int, overlap: int) -> list[int]:
+def _starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
+    """Tile starts, each a multiple of ``align``; the last tile ends at ``length``."""
     if length <= tile:
         return [0]
-    stride = tile - overlap
-    starts = list(range(0, length - tile, stride))
-    starts.append(length - tile)
+    stride = max(align, (tile - overlap) // align * align)
+    last = (length - tile) // align * align  # a tile starting here reaches the end (see _extent)
+    starts = list(range(0, last, stride))
+    starts.append(last)
     return starts
 
 
@@ -49,11 +51,17 @@ def _cores(starts: list[int], tile: int, length: int) -> list[tuple[float, float
     return cores
 
 
-def plan_tiles(width: int, height: int, tile_size: int, overlap: int) -> list[Tile]:
-    """Tiles covering the slide; one tile when it fits. Raises SlideError if too many are needed."""
+def plan_tiles(width: int, height: int, tile_size: int, overlap: int, align: int = 1) -> list[Tile]:
+    """Tiles covering the slide; one tile when it fits. Raises SlideError if too many are needed.
+
+    With ``align`` > 1 every tile starts on a multiple of it, so a network that downsamples
+    by ``align`` sees each tile on the same pixel grid as the whole slide; the last tile of
+    a row or column may then be up to ``align - 1`` pixels wider than ``tile_size``.
+    """
     overlap = max(0, int(overlap))
+    align = max(1, int(align))
     tile = max(int(tile_size), 2 * overlap + 1)
-    xs, ys = _starts(width, tile, overlap), _starts(height, tile, overlap)
+    xs, ys = _starts(width, tile, overlap, align), _starts(height, tile, overlap, align)
     if len(xs) * len(ys) > MAX_TILES:
         raise SlideError(
             f"image {width}x{height} would need {len(xs) * len(ys):,} tiles of {tile} px "
@@ -61,7 +69,18 @@ def plan_tiles(width: int, height: int, tile_size: int, overlap: int) -> list[Ti
         )
     xcores, ycores = _cores(xs, tile, width), _cores(ys, tile, height)
     return [
-        Tile(x, y, min(x + tile, width), min(y + tile, height), (xc[0], yc[0], xc[1], yc[1]))
+        Tile(
+            x,
+            y,
+            _extent(x, xs, tile, width),
+            _extent(y, ys, tile, height),
+            (xc[0], yc[0], xc[1], yc[1]),
+        )
         for y, yc in zip(ys, ycores, strict=True)
         for x, xc in zip(xs, xcores, strict=True)
     ]
+
+
+def _extent(start: int, starts: list[int], tile: int, length: int) -> int:
+    """Where a tile ends: ``tile`` later, or at the slide's end for the last one."""
+    return length if start == starts[-1] else min(start + tile, length)

@@ -48,6 +48,26 @@ def test_tile_cores_partition_the_image(width, height, tile, overlap):
         assert c1 == width or t.x1 - c1 >= overlap / 2 - 1
 
 
+@pytest.mark.parametrize(
+    ("width", "height", "tile", "overlap"),
+    [(2560, 1920, 700, 60), (5000, 3100, 1024, 200), (2049, 2048, 2048, 150), (1000, 700, 990, 40)],
+)
+def test_aligned_tiles_start_on_the_grid_and_still_partition(width, height, tile, overlap):
+    tiles = plan_tiles(width, height, tile, overlap, align=32)
+    assert all(t.x0 % 32 == 0 and t.y0 % 32 == 0 for t in tiles)
+    assert max(t.x1 for t in tiles) == width and max(t.y1 for t in tiles) == height
+    rng = np.random.default_rng(2)
+    for x, y in zip(rng.uniform(0, width, 500), rng.uniform(0, height, 500), strict=True):
+        assert sum(t.owns(x, y) for t in tiles) == 1
+    for t in tiles:
+        assert t.x1 - t.x0 <= max(tile, 2 * overlap + 1) + 31
+        c0, r0, c1, r1 = t.core
+        assert c0 == 0 or c0 - t.x0 >= overlap / 2 - 1
+        assert c1 == width or t.x1 - c1 >= overlap / 2 - 1
+        assert r0 == 0 or r0 - t.y0 >= overlap / 2 - 1
+        assert r1 == height or t.y1 - r1 >= overlap / 2 - 1
+
+
 def test_huge_tile_count_is_a_slide_error():
     with pytest.raises(SlideError, match="tiles"):
         plan_tiles(100_000, 100_000, 64, 10)
