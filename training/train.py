@@ -33,7 +33,7 @@ from training.samples import CropSet, build_crops
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 MODEL_NAME = "bloodcount-mobilenetv2"
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"  # 1.1.0: served with flip averaging inside the model
 TARGET_ACCURACY, TARGET_MACRO_F1 = 0.997, 0.995
 
 
@@ -57,6 +57,8 @@ class Profile:
     lr2: float = 1e-4
     rbc_per_epoch: int | None = 4000  # RBC crops drawn per epoch; other classes all used
     patience: int = 4
+    # Serve the mean over the crop and its 3 mirror images (training/flip_average.py).
+    flip_average: bool = False
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -91,6 +93,7 @@ PROFILES = {
         class_weight_power=0.5,
         augment=DEFAULT_MILD_STAIN,
         phase2_epochs=16,
+        flip_average=True,
     ),
 }
 
@@ -325,7 +328,12 @@ def write_card(out_dir: Path, card: dict[str, Any]) -> None:
         f"Dropout 0.5 -> softmax over {', '.join(card['classes'])}.",
         f"Input: N x {card['input_size']} x {card['input_size']} x 3 raw RGB 0..255 "
         f"({card['input_dtype']}), crops from `bloodcount.vision.crops.crop_cell` "
-        f"with context {card['context']}. Output: probabilities in `classes` order.",
+        f"with context {card['context']}. Output: probabilities in `classes` order"
+        + (
+            ", the mean over the crop and its 3 mirror images (computed inside the model)."
+            if card.get("flip_average")
+            else "."
+        ),
         "",
         f"- model.tflite sha256 `{card['sha256']}`",
         f"- split manifest `training/splits/default.json` sha256 `{card['split_manifest_sha256']}`",
@@ -425,15 +433,19 @@ def run(
     output.mkdir(parents=True, exist_ok=True)
     work_dir = REPO / "var" / "checkpoints" / f"{profile.name}-{profile.input_size}-{seed}"
     work_dir.mkdir(parents=True, exist_ok=True)
-    model, history = fit(profile, crops, weights_path, seed, work_dir)
+    trained, history = fit(profile, crops, weights_path, seed, work_dir)
     train_seconds = time.time() - start
 
+    # A fresh copy without optimizer state: the .keras file is a third of the size.
+    model = build(profile, None, seed)[0]
+    model.set_weights(trained.get_weights())
+    if profile.flip_average:
+        from training.flip_average import with_flip_average
+
+        model = with_flip_average(model)
     test = crops["test"]
     keras_probs = model.predict(test.x.astype(np.float32), batch_size=128, verbose=0)
-    # A fresh copy without optimizer state: the .keras file is a third of the size.
-    clean = build(profile, None, seed)[0]
-    clean.set_weights(model.get_weights())
-    clean.save(output / "model.keras")
+    model.save(output / "model.keras")
     export_tflite(model, output / "model.tflite", quantize=quantize)
     lite_probs = LiteClassifier(output / "model.tflite").predict(test.x)
     agreement = float((lite_probs.argmax(1) == keras_probs.argmax(1)).mean())
@@ -457,6 +469,7 @@ def run(
         "context": CONTEXT,
         "crop_function": "bloodcount.vision.crops.crop_cell",
         "quantized": quantize,
+        "flip_average": profile.flip_average,
         "data": {
             "sources": sorted({v["source"] for e in manifest["images"] for v in e["views"]}),
             "images_per_side": manifest["summary"]["images"],

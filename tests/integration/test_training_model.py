@@ -68,6 +68,38 @@ def test_smoke_training_exports_a_model_taking_raw_uint8(tiny_crops, tmp_path: P
     assert (lite.argmax(1) == probs.argmax(1)).all()
 
 
+@pytest.mark.slow
+def test_flip_average_is_the_mean_of_four_mirror_views_and_survives_export(tmp_path: Path) -> None:
+    import keras
+
+    from training.export import export_tflite
+    from training.flip_average import with_flip_average
+    from training.model import build_model, default_weights_path
+
+    if not default_weights_path().is_file():
+        pytest.skip(f"MobileNetV2 weights not at {default_weights_path()}")
+    # ImageNet features under an untrained head: outputs that differ from crop to crop.
+    inner = build_model(32, 0.35, 4, default_weights_path(), seed=3)[0]
+    model = with_flip_average(inner)
+    crops = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3)).astype(np.float32)
+    views = [crops, crops[:, :, ::-1], crops[:, ::-1], crops[:, ::-1, ::-1]]
+    expected = np.mean([inner.predict(v, verbose=0) for v in views], axis=0)
+    probs = model.predict(crops, verbose=0)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    # A crop and its mirror image now get the same answer, which the bare network does not.
+    np.testing.assert_allclose(model.predict(crops[:, :, ::-1], verbose=0), probs, atol=1e-5)
+    assert not np.allclose(
+        inner.predict(crops[:, :, ::-1], verbose=0), inner.predict(crops, verbose=0)
+    )
+
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(reloaded.predict(crops, verbose=0), probs, atol=1e-5)
+    export_tflite(model, tmp_path / "model.tflite")
+    lite = LiteClassifier(tmp_path / "model.tflite").predict(crops.astype(np.uint8))
+    np.testing.assert_allclose(lite, probs, atol=1e-4)
+
+
 def test_shipped_model_loads_and_matches_its_card() -> None:
     card = json.loads((DEFAULT_MODEL_DIR / "card.json").read_text())
     assert card["sha256"] == sha256_file(DEFAULT_MODEL_DIR / "model.tflite")
