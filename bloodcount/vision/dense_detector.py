@@ -83,6 +83,20 @@ def decode_peaks(
     )
 
 
+def suppress_overlaps(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression over all classes, best score first.
+
+    Two heatmap peaks on one cell (a red cell whose heat has two summits, a cell on a tile
+    seam) give two boxes that overlap almost wholly; touching cells overlap far less.
+    OpenCV's NMS keeps memory linear in the number of boxes on huge slides.
+    """
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float32)
+    keep = cv2.dnn.NMSBoxes(xywh.tolist(), np.asarray(scores, np.float32).tolist(), 0.0, iou)
+    return np.sort(np.asarray(keep, dtype=np.int64).reshape(-1))
+
+
 class DenseDetector:
     """A LiteRT interpreter for the dense detector; build it once per process with :meth:`load`."""
 
@@ -103,6 +117,9 @@ class DenseDetector:
         self.flip_average = bool(card.get("flip_average", False))
         # Cells are shown to the network this much larger than canonical (tuned on validation).
         self.inference_scale = float(card.get("inference_scale", 1.0))
+        # Peaks whose boxes overlap more than this are one cell (tuned on validation; None: off).
+        nms = card.get("nms_iou")
+        self.nms_iou = None if nms is None else float(nms)
         self._model = Path(model_path).read_bytes()
         self._threads = num_threads
         self._interpreters: OrderedDict[tuple[int, int], object] = OrderedDict()

@@ -25,7 +25,7 @@ from bloodcount.vision.canonical import (
     scale_factor,
     to_canonical,
 )
-from bloodcount.vision.dense_detector import DenseDetector
+from bloodcount.vision.dense_detector import DenseDetector, suppress_overlaps
 from bloodcount.vision.detect import Detections
 from bloodcount.vision.geometry import as_boxes, box_areas, touches_border
 from bloodcount.vision.tiles import plan_tiles
@@ -149,6 +149,11 @@ def detect_cells_dense(
         radius *= error
         found = _dense_pass(image, detector, tile_size, radius, timings)
     keep = (1.0 - found.background) >= detector.thresholds[found.labels]
+    if detector.nms_iou is not None:
+        # Suppression before the thresholds: a box only ever gives way to a stronger one.
+        unique = np.zeros(len(keep), dtype=bool)
+        unique[suppress_overlaps(found.boxes, 1.0 - found.background, detector.nms_iou)] = True
+        keep &= unique
     return Detections(
         boxes=found.boxes[keep],
         labels=found.labels[keep],

@@ -120,3 +120,21 @@ def test_a_large_slide_is_measured_at_slide_resolution(monkeypatch):
     seen.clear()
     canonical.estimate_slide_radius(np.zeros((480, 640, 3), np.uint8))
     assert seen == [(480, 640)]
+
+
+def test_overlap_suppression_keeps_the_stronger_of_two_boxes_on_one_cell():
+    from bloodcount.vision.dense_detector import suppress_overlaps
+
+    boxes = np.array(
+        [
+            [10, 10, 50, 50],  # a cell
+            [12, 11, 51, 52],  # a second, weaker peak on the same cell (IoU ~0.86)
+            [45, 10, 85, 50],  # its touching neighbour (IoU ~0.06): kept
+            [200, 200, 240, 240],
+        ],
+        float,
+    )
+    scores = np.array([0.6, 0.9, 0.5, 0.4])
+    assert suppress_overlaps(boxes, scores, 0.5).tolist() == [1, 2, 3]
+    assert suppress_overlaps(boxes, scores, 0.9).tolist() == [0, 1, 2, 3]
+    assert suppress_overlaps(np.zeros((0, 4)), np.zeros(0), 0.5).tolist() == []

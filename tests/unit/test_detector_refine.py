@@ -19,6 +19,7 @@ class _GridOfRedCells:
     thresholds = np.array([0.3, 0.3, 0.3], np.float32)
     canonical_rbc_size = CANONICAL_RBC_SIZE
     inference_scale = 1.0
+    nms_iou = None
 
     def __init__(self) -> None:
         self.factors: list[float] = []
@@ -81,3 +82,24 @@ def test_a_slide_with_small_cells_is_enlarged_and_mapped_back(fake):
     assert fake.factors == pytest.approx([1.6])
     sides = np.sqrt(np.prod(found.boxes[:, 2:] - found.boxes[:, :2], axis=1))
     assert len(found.boxes) == 6 and sides == pytest.approx(fake.true_side)
+
+
+def test_overlap_suppression_drops_a_second_peak_on_the_same_cell(fake, monkeypatch):
+    single = fake.find
+
+    def twin_peaks(image, thresholds=None):
+        # Every cell also gets a weaker summit 2 px away: the network's double peak.
+        p = single(image, thresholds)
+        return Peaks(
+            np.vstack([p.boxes, p.boxes + 2]),
+            np.concatenate([p.labels, p.labels]),
+            np.vstack([p.probabilities, p.probabilities]),
+            np.concatenate([p.scores, p.scores - 0.1]),
+        )
+
+    monkeypatch.setattr(fake, "find", twin_peaks)
+    image = np.full((480, 640, 3), 220, np.uint8)
+    assert len(detect_dense.detect_cells_dense(image, fake, radius=TRUE_RADIUS).boxes) == 12
+    fake.nms_iou = 0.5
+    found = detect_dense.detect_cells_dense(image, fake, radius=TRUE_RADIUS)
+    assert len(found.boxes) == 6 and (found.background == pytest.approx(0.1))

@@ -30,6 +30,7 @@ def _card_base(
     flip_average: bool = False,
     inference_scale: float = 1.0,
     version: str = "1.0.0",
+    nms_iou: float | None = None,
 ) -> dict:
     from training.detector.data import SIZE_UNIT, STRIDE
     from training.detector.export import sha256_file
@@ -46,6 +47,7 @@ def _card_base(
         "pad_multiple": PAD_MULTIPLE,
         "flip_average": flip_average,
         "inference_scale": inference_scale,
+        "nms_iou": nms_iou,
         "thresholds": thresholds,
     }
 
@@ -112,6 +114,31 @@ def tune(collected) -> dict[str, float]:
     return best
 
 
+def suppressed(collected, nms_iou: float | None):
+    """``collected`` with overlapping peaks suppressed as the service would (None: as is)."""
+    from bloodcount.vision.dense_detector import suppress_overlaps
+    from bloodcount.vision.detect import Detections
+
+    if nms_iou is None:
+        return collected
+    out = []
+    for record, found in collected:
+        keep = suppress_overlaps(found.boxes, 1.0 - found.background, nms_iou)
+        out.append(
+            (
+                record,
+                Detections(
+                    found.boxes[keep],
+                    found.labels[keep],
+                    found.probabilities[keep],
+                    found.background[keep],
+                    found.edge[keep],
+                ),
+            )
+        )
+    return out
+
+
 def score(collected, thresholds: dict[str, float]) -> dict:
     """Per-source metrics (bloodcount.evaluation) of ``collected`` at ``thresholds``."""
     from bloodcount.evaluation import score_slide, summarise_by_source
@@ -162,6 +189,11 @@ def main(argv: list[str] | None = None) -> None:
         default="1.0,1.15,1.3",
         help="candidate cell magnifications over canonical; the best on validation is kept",
     )
+    parser.add_argument(
+        "--nms-ious",
+        default="none",
+        help="candidate box-overlap suppression IoUs ('none': off); the best on validation is kept",
+    )
     # Every shipped model gets its own version: results record it beside the sha256.
     parser.add_argument("--version", default="1.0.0", help="version written to the card")
     parser.add_argument(
@@ -175,15 +207,21 @@ def main(argv: list[str] | None = None) -> None:
 
     model_path = args.run / "model.tflite"
     candidates = []
+    nms_choices = [None if v.strip() == "none" else float(v) for v in args.nms_ious.split(",")]
     for k in (float(v) for v in args.inference_scales.split(",")):
-        val = collect(model_path, "val", flip_average=args.flip_average, inference_scale=k)
-        thresholds = tune(val)
-        metrics = score(val, thresholds)
-        candidates.append((macro_f1(metrics), k, thresholds, metrics))
-        print(f"inference scale {k}: validation macro F1 {candidates[-1][0]:.4f}", flush=True)
-    _, scale, thresholds, val_metrics = max(candidates, key=lambda c: c[0])
+        peaks = collect(model_path, "val", flip_average=args.flip_average, inference_scale=k)
+        for nms_iou in nms_choices:
+            val = suppressed(peaks, nms_iou)
+            thresholds = tune(val)
+            metrics = score(val, thresholds)
+            candidates.append((macro_f1(metrics), k, thresholds, metrics, nms_iou))
+            print(
+                f"inference scale {k}, nms {nms_iou}: validation macro F1 {candidates[-1][0]:.4f}",
+                flush=True,
+            )
+    _, scale, thresholds, val_metrics, nms_iou = max(candidates, key=lambda c: c[0])
     train_log = json.loads((args.run / "train_log.json").read_text())
-    card = _card_base(model_path, thresholds, args.flip_average, scale, args.version)
+    card = _card_base(model_path, thresholds, args.flip_average, scale, args.version, nms_iou)
     card.update(
         {
             "input": "float32 [1, H, W, 3], raw RGB 0..255 (preprocessing inside the model); H and W "
@@ -208,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
             "inference_scale_tuned_on": {
                 "side": "validation",
                 "figure": "macro F1 over source x class",
-                "candidates": {str(c[1]): round(c[0], 4) for c in candidates},
+                "candidates": {f"{c[1]}/nms {c[4]}": round(c[0], 4) for c in candidates},
             },
             "metrics": {"val": val_metrics},
             "notes": args.note,
@@ -217,7 +255,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"nice -n 10 .venv/bin/python -m training.detector.train --steps {train_log['steps']} --out {args.run}",
                 f"nice -n 10 .venv/bin/python -m training.detector.ship --run {args.run} --out {args.out}"
                 + (" --flip-average" if args.flip_average else "")
-                + f" --inference-scales {args.inference_scales}"
+                + f" --inference-scales {args.inference_scales} --nms-ious {args.nms_ious}"
+                + f" --version {args.version}"
                 + (f" --test-eval {args.test_eval}" if args.test_eval else ""),
             ],
         }
@@ -248,7 +287,8 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"- sha256 `{card['sha256']}`",
         f"- thresholds (tuned on validation): {thresholds}",
-        f"- inference scale {scale} x canonical, flip averaging {args.flip_average} (chosen on validation: "
+        f"- inference scale {scale} x canonical, flip averaging {args.flip_average}, "
+        f"box-overlap suppression {'off' if nms_iou is None else f'IoU > {nms_iou}'} (chosen on validation: "
         f"macro F1 {card['inference_scale_tuned_on']['candidates']})",
         f"- trained on {card['training']['train_slides']} TXL-PBC train-side slides, "
         f"{card['training']['steps']} steps x {card['training']['batch']} crops of {card['training']['crop']} px, "
