@@ -48,10 +48,11 @@ def test_tiled_analysis_counts_close_to_whole(mosaic):
     """Through the Analyzer, with the slide resampled once and tiles on the network's 32 px
     grid: only the context at tile edges differs. Before the tiles were aligned this mosaic
     lost half its platelets in 1000 px tiles (316/17/12 whole vs 318/17/6); aligned, six
-    such mosaics gave 1702/102/75 whole and 1699/102/75 in 1000 px tiles."""
+    such mosaics gave 1702/102/75 whole and 1699/102/75 in 1000 px tiles with detector 1.1.0,
+    1468/101/99 and 1470/101/100 with 1.2.1."""
     whole = Analyzer(load_settings({})).analyze_image(mosaic, "whole")
     tiled = Analyzer(load_settings({}, tile_size=1000)).analyze_image(mosaic, "tiled")
-    assert whole.counts["RBC"] > 300 and whole.counts["Platelets"] >= 5
+    assert whole.counts["RBC"] > 200 and whole.counts["Platelets"] >= 5  # a crowded mosaic
     for label, n in whole.counts.items():
         assert abs(tiled.counts[label] - n) <= max(2, round(0.03 * n)), (
             label,

@@ -269,6 +269,14 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(
                 f"{args.test_eval} scored another model ({ev['model']['sha256'][:12]})"
             )
+        # The same network with other thresholds, scale or suppression is another detector:
+        # the version tells them apart, so the evaluation must come from a ship of this one.
+        if ev["model"]["version"] != card["version"]:
+            raise SystemExit(
+                f"{args.test_eval} scored version {ev['model']['version']}, not "
+                f"{card['version']}: ship to a scratch folder with --version "
+                f"{card['version']}, evaluate that, then ship here"
+            )
         card["metrics"]["test"] = ev["sources"]
         card["commands"].insert(
             -1,
