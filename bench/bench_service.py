@@ -119,14 +119,14 @@ class Stack:
         shutil.rmtree(self.folder, ignore_errors=True)  # the run's images and overlays
 
 
+def _with_children(pid: int) -> list[int]:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [pid, *(int(p) for p in children.stdout.split())]
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and its children so far, in seconds."""
-    pids = [pid] + [
-        int(p)
-        for p in subprocess.run(
-            ["pgrep", "-P", str(pid)], capture_output=True, text=True
-        ).stdout.split()
-    ]
+    pids = _with_children(pid)
     total = 0.0
     for p in pids:
         try:
@@ -139,12 +139,7 @@ def cpu_seconds(pid: int) -> float:
 
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its children, largest single process, in MB."""
-    pids = [pid] + [
-        int(p)
-        for p in subprocess.run(
-            ["pgrep", "-P", str(pid)], capture_output=True, text=True
-        ).stdout.split()
-    ]
+    pids = _with_children(pid)
     sizes = []
     for p in pids:
         try:
