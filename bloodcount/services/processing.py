@@ -147,6 +147,16 @@ def _owned(slide_id: str, claim: Claim):
 def _finish_done(res, slide_id, claim, result, model: dict, key: str, total_ms: float) -> str:
     counts = result.counts
     now = utcnow()
+    # What the slide row and its analysis row both record: the counts and the model.
+    outcome = {
+        "rbc_count": counts["RBC"],
+        "wbc_count": counts["WBC"],
+        "platelet_count": counts["Platelets"],
+        "model_name": model["name"],
+        "model_version": model["version"],
+        "model_sha256": model["sha256"],
+        "total_ms": total_ms,
+    }
     with res.sessions.begin() as session:
         updated = session.execute(
             update(Slide)
@@ -156,17 +166,11 @@ def _finish_done(res, slide_id, claim, result, model: dict, key: str, total_ms: 
                 error=None,
                 width=result.width,
                 height=result.height,
-                rbc_count=counts["RBC"],
-                wbc_count=counts["WBC"],
-                platelet_count=counts["Platelets"],
-                model_name=model["name"],
-                model_version=model["version"],
-                model_sha256=model["sha256"],
+                **outcome,
                 overlay_key=key if result.overlay is not None else None,
                 decode_ms=result.timings.get("decode"),
                 detect_ms=_finding_ms(result.timings),
                 classify_ms=result.timings.get("classify"),
-                total_ms=total_ms,
                 finished_at=now,
                 updated_at=now,
             )
@@ -185,13 +189,7 @@ def _finish_done(res, slide_id, claim, result, model: dict, key: str, total_ms: 
             .values(
                 slide_id=slide_id,
                 current=True,
-                model_name=model["name"],
-                model_version=model["version"],
-                model_sha256=model["sha256"],
-                rbc_count=counts["RBC"],
-                wbc_count=counts["WBC"],
-                platelet_count=counts["Platelets"],
-                total_ms=total_ms,
+                **outcome,
                 created_at=now,
             )
             .returning(Analysis.id)
