@@ -278,12 +278,16 @@ def main(argv: list[str] | None = None) -> None:
                 f"{card['version']}, evaluate that, then ship here"
             )
         card["metrics"]["test"] = ev["sources"]
-        card["commands"].insert(
-            -1,
-            "BLOODCOUNT_DATA=../shared/data .venv/bin/bloodcount evaluate --dataset "
-            "../shared/data/txl-pbc/train --format yolo --split test --output "
-            f"{args.test_eval}",
-        )
+        # The test side is scored on a scratch ship of this very version (same tuning,
+        # deterministic), which this command then checks before recording its figures.
+        scratch = card["commands"][-1].replace(f" --out {args.out}", " --out var/ship-scratch")
+        scratch = scratch.replace(f" --test-eval {args.test_eval}", "")
+        card["commands"][-1:-1] = [
+            scratch,
+            "BLOODCOUNT_DATA=../shared/data BLOODCOUNT_DETECTOR_PATH=var/ship-scratch "
+            ".venv/bin/bloodcount evaluate --dataset ../shared/data/txl-pbc/train --format yolo "
+            f"--split test --output {args.test_eval}",
+        ]
     (args.out / "card.json").write_text(json.dumps(card, indent=1) + "\n")
     md = [
         f"# {NAME} {card['version']}",
