@@ -20,7 +20,7 @@ from bloodcount.services.errors import Conflict, InvalidRequest, NotFound, NotSu
 from bloodcount.services.paging import Page, PageRequest, fetch_page
 from bloodcount.services.status import progress_columns, status_expression, summary_from_row
 from bloodcount.services.uploads import SlideFile, check_name
-from bloodcount.storage import ObjectNotFound, PresignNotSupported
+from bloodcount.storage import ObjectNotFound, PresignNotSupported, each_concurrently, put_all
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +141,14 @@ def submit_batch(
         )
     written: list[str] = []
     try:
-        for row, f in zip(slides, files, strict=True):
-            res.store.put(row["object_key"], f.data, f.content_type)
-            written.append(row["object_key"])
+        put_all(
+            res.store,
+            [
+                (row["object_key"], f.data, f.content_type)
+                for row, f in zip(slides, files, strict=True)
+            ],
+        )
+        written = [row["object_key"] for row in slides]
         inserted = _insert_batch(
             res,
             _batch_row(batch_id, lab_id, reference, idempotency_key, fingerprint, len(files), now),
@@ -283,12 +288,14 @@ def submit_uploaded(res: Resources, lab_id: int, batch_id: str, enqueue: Enqueue
         if not waiting:
             return Submission(batch_id, [r.id for r in rows], created=False)
         missing, sizes = [], {}
-        for r in waiting:
-            try:
-                info = res.store.info(r.object_key)
-            except ObjectNotFound:
+        # One HEAD per object; several at once, as 500 in a row to S3 would take seconds.
+        infos = each_concurrently(lambda r: res.store.info(r.object_key), waiting)
+        for r, info in zip(waiting, infos, strict=True):
+            if isinstance(info, ObjectNotFound):
                 missing.append(r.filename)
                 continue
+            if isinstance(info, Exception):
+                raise info
             if info.size == 0:
                 missing.append(r.filename)
             sizes[r.id] = (info.size, info.content_type)

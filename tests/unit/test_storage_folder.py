@@ -8,7 +8,10 @@ from bloodcount.storage import (
     InvalidKeyError,
     ObjectNotFound,
     PresignNotSupported,
+    StorageError,
+    each_concurrently,
     open_store,
+    put_all,
     validate_key,
 )
 
@@ -81,6 +84,38 @@ def test_failed_write_leaves_old_object_and_no_temp_file(tmp_path):
         store.put("k", Exploding())
     assert store.get("k") == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["k"]
+
+
+def test_put_all_writes_every_object(tmp_path):
+    store = FolderStore(tmp_path)
+    objects = [(f"b/{i:03d}.jpg", bytes([i]) * 10, "image/jpeg") for i in range(40)]
+    put_all(store, objects, threads=8)
+    assert [store.get(key) for key, _, _ in objects] == [data for _, data, _ in objects]
+
+
+def test_put_all_is_all_or_nothing(tmp_path):
+    class FailsOne(FolderStore):
+        def put(self, key, data, content_type=None):
+            if key == "b/013.jpg":
+                raise StorageError("disk full")
+            super().put(key, data, content_type)
+
+    store = FailsOne(tmp_path)
+    objects = [(f"b/{i:03d}.jpg", b"x", "image/jpeg") for i in range(40)]
+    with pytest.raises(StorageError, match="disk full"):
+        put_all(store, objects, threads=8)
+    assert list(store.list()) == []  # the 39 that were written are gone again
+
+
+def test_each_concurrently_keeps_order_and_returns_errors_in_place():
+    def half(n):
+        if n == 3:
+            raise ValueError("three")
+        return n / 2
+
+    results = each_concurrently(half, list(range(6)), threads=4)
+    assert [r for i, r in enumerate(results) if i != 3] == [0, 0.5, 1, 2, 2.5]
+    assert isinstance(results[3], ValueError)
 
 
 def test_folder_store_has_no_presigned_urls(tmp_path):
