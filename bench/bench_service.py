@@ -95,13 +95,16 @@ class Stack:
             "serve", "--port", str(port), "--workers", str(workers), "--threads", str(threads)
         )
         self.url = f"http://127.0.0.1:{port}"
+        # Ready as a load balancer would see it: /readyz answers 200 once the database,
+        # broker and store are reachable (the first call also opens the broker connection,
+        # which a long-running API did long before a lab's upload).
         for _ in range(120):
             try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=1)
+                urllib.request.urlopen(self.url + "/readyz", timeout=5)
                 return self.url
             except OSError:
                 time.sleep(0.25)
-        raise RuntimeError("the API did not start")
+        raise RuntimeError("the API did not become ready")
 
     def close(self) -> None:
         from sqlalchemy import text
