@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -305,22 +306,41 @@ class S3Store(ObjectStore):
             self.client.create_bucket(Bucket=self.bucket)
 
 
+class Skipped(StorageError):
+    """An item :func:`each_concurrently` did not try, because an earlier one had failed."""
+
+
 def each_concurrently(
     fn: Callable[[T], Any], items: Sequence[T], threads: int = STORE_THREADS
 ) -> list[Any]:
-    """``[fn(item) for item in items]``, up to ``threads`` at once, in order. An item whose
-    call raised an Exception has that exception in its place, so the caller sees them all."""
+    """``[fn(item) for item in items]``, up to ``threads`` at once, in order.
+
+    An item whose call raised has the exception in its place. Once one has failed, items
+    not yet started get :class:`Skipped` instead of a try: a store that is down then costs
+    one timeout per thread, not one per item.
+    """
+    failed = threading.Event()
 
     def call(item: T) -> Any:
+        if failed.is_set():
+            return Skipped("not tried: an earlier object failed")
         try:
             return fn(item)
         except Exception as exc:
+            failed.set()
             return exc
 
     if len(items) <= 1 or threads <= 1:
         return [call(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
         return list(pool.map(call, items))
+
+
+def first_error(results: Sequence[Any]) -> Exception | None:
+    """The first real failure among :func:`each_concurrently`'s results (not a Skipped)."""
+    errors = [r for r in results if isinstance(r, Exception)]
+    real = [e for e in errors if not isinstance(e, Skipped)]
+    return (real or errors or [None])[0]
 
 
 def put_all(
@@ -335,8 +355,8 @@ def put_all(
     and the first error is raised.
     """
     results = each_concurrently(lambda o: store.put(*o), objects, threads)
-    errors = [r for r in results if isinstance(r, Exception)]
-    if not errors:
+    error = first_error(results)
+    if error is None:
         return
     for (key, _, _), result in zip(objects, results, strict=True):
         if not isinstance(result, Exception):
@@ -344,7 +364,7 @@ def put_all(
                 store.delete(key)
             except Exception:  # an orphan object is harmless; the sweeper removes it
                 log.warning("could not delete %s after a failed write", key, exc_info=True)
-    raise errors[0]
+    raise error
 
 
 def _file_info(key: str, path: Path) -> ObjectInfo:

@@ -20,7 +20,14 @@ from bloodcount.services.errors import Conflict, InvalidRequest, NotFound, NotSu
 from bloodcount.services.paging import Page, PageRequest, fetch_page
 from bloodcount.services.status import progress_columns, status_expression, summary_from_row
 from bloodcount.services.uploads import SlideFile, check_name
-from bloodcount.storage import ObjectNotFound, PresignNotSupported, each_concurrently, put_all
+from bloodcount.storage import (
+    ObjectInfo,
+    ObjectNotFound,
+    PresignNotSupported,
+    each_concurrently,
+    first_error,
+    put_all,
+)
 
 log = logging.getLogger(__name__)
 
@@ -289,15 +296,13 @@ def submit_uploaded(res: Resources, lab_id: int, batch_id: str, enqueue: Enqueue
             return Submission(batch_id, [r.id for r in rows], created=False)
         missing, sizes = [], {}
         # One HEAD per object; several at once, as 500 in a row to S3 would take seconds.
-        infos = each_concurrently(lambda r: res.store.info(r.object_key), waiting)
+        infos = each_concurrently(lambda r: _info_or_none(res, r.object_key), waiting)
+        if (error := first_error(infos)) is not None:
+            raise error
         for r, info in zip(waiting, infos, strict=True):
-            if isinstance(info, ObjectNotFound):
+            if info is None or info.size == 0:
                 missing.append(r.filename)
                 continue
-            if isinstance(info, Exception):
-                raise info
-            if info.size == 0:
-                missing.append(r.filename)
             sizes[r.id] = (info.size, info.content_type)
         if missing:
             raise Conflict(
@@ -316,6 +321,13 @@ def submit_uploaded(res: Resources, lab_id: int, batch_id: str, enqueue: Enqueue
     slide_ids = [r.id for r in waiting]
     _enqueue_quietly(enqueue, slide_ids)
     return Submission(batch_id, [r.id for r in rows])
+
+
+def _info_or_none(res: Resources, key: str) -> ObjectInfo | None:
+    try:
+        return res.store.info(key)
+    except ObjectNotFound:
+        return None
 
 
 def _owned_batch(session, lab_id: int, batch_id: str) -> Batch:

@@ -8,8 +8,10 @@ from bloodcount.storage import (
     InvalidKeyError,
     ObjectNotFound,
     PresignNotSupported,
+    Skipped,
     StorageError,
     each_concurrently,
+    first_error,
     open_store,
     put_all,
     validate_key,
@@ -108,14 +110,26 @@ def test_put_all_is_all_or_nothing(tmp_path):
 
 
 def test_each_concurrently_keeps_order_and_returns_errors_in_place():
-    def half(n):
-        if n == 3:
-            raise ValueError("three")
-        return n / 2
+    results = each_concurrently(lambda n: n / 2, list(range(6)), threads=4)
+    assert results == [0, 0.5, 1, 1.5, 2, 2.5]
+    results = each_concurrently(lambda n: 1 / (n - 3), list(range(6)), threads=1)
+    assert results[:3] == [-1 / 3, -0.5, -1]
+    assert isinstance(results[3], ZeroDivisionError)
+    assert all(isinstance(r, Skipped) for r in results[4:])  # not tried after the failure
+    assert first_error(results) is results[3]
 
-    results = each_concurrently(half, list(range(6)), threads=4)
-    assert [r for i, r in enumerate(results) if i != 3] == [0, 0.5, 1, 2, 2.5]
-    assert isinstance(results[3], ValueError)
+
+def test_a_store_that_is_down_is_tried_once_per_thread_not_once_per_object():
+    tried = []
+
+    def unreachable(item):
+        tried.append(item)
+        raise StorageError("connect timeout")
+
+    results = each_concurrently(unreachable, list(range(100)), threads=4)
+    assert len(tried) <= 4
+    assert isinstance(first_error(results), StorageError)
+    assert not isinstance(first_error(results), Skipped)
 
 
 def test_folder_store_has_no_presigned_urls(tmp_path):
