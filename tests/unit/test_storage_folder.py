@@ -106,7 +106,7 @@ def test_put_all_is_all_or_nothing(tmp_path):
     objects = [(f"b/{i:03d}.jpg", b"x", "image/jpeg") for i in range(40)]
     with pytest.raises(StorageError, match="disk full"):
         put_all(store, objects, threads=8)
-    assert list(store.list()) == []  # the 39 that were written are gone again
+    assert list(store.list()) == []  # those written before the failure are gone again
 
 
 def test_each_concurrently_keeps_order_and_returns_errors_in_place():
