@@ -70,6 +70,7 @@ class Stack:
         self.queue = TaskQueue(self.settings)
         self.worker: subprocess.Popen | None = None
         self.worker_starts = 0
+        self.supervisor_restarts = 0
         self.server = None
         self.url = ""
 
@@ -96,6 +97,13 @@ class Stack:
         )
         log.close()
         return self.worker
+
+    def supervise_worker(self) -> None:
+        """Start the worker again if it exited, as production's supervisor does
+        (docker-compose.yml: ``restart: unless-stopped``); counted in ``supervisor_restarts``."""
+        if self.worker is not None and self.worker.poll() is not None:
+            self.supervisor_restarts += 1
+            self.start_worker()
 
     def kill_worker(self) -> None:
         """SIGKILL the worker and its pool processes at once (its process group)."""
@@ -155,14 +163,21 @@ class Stack:
         return dict(rows)
 
     def wait_finished(
-        self, batch_ids: Iterable[str], timeout: float, reconcile_every: float = 3.0
+        self,
+        batch_ids: Iterable[str],
+        timeout: float,
+        reconcile_every: float = 3.0,
+        supervise: bool = False,
     ) -> dict[str, str]:
-        """Poll until no slide of the batches is active, running the reconciler meanwhile;
-        returns {slide id: status} (some may still be active when ``timeout`` passes)."""
+        """Poll until no slide of the batches is active, running the reconciler meanwhile
+        (and, with ``supervise``, restarting a worker that exited); returns {slide id:
+        status} (some may still be active when ``timeout`` passes)."""
         batch_ids = list(batch_ids)
         deadline = time.monotonic() + timeout
         next_reconcile = time.monotonic() + reconcile_every
         while True:
+            if supervise:
+                self.supervise_worker()
             statuses = self.slide_statuses(batch_ids)
             if not any(s in ACTIVE for s in statuses.values()) or time.monotonic() > deadline:
                 return statuses
