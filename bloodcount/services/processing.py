@@ -161,10 +161,6 @@ def process_slide(res: Resources, slide_id: str, analyzer: Any = None) -> str:
         raise TransientError(f"database unavailable: {exc.__class__.__name__}") from exc
 
 
-def _owned(slide_id: str, claim: Claim):
-    return (Slide.id == slide_id, Slide.status == "processing", Slide.claim_token == claim.token)
-
-
 def _finish_done(res, slide_id, claim, result, model: dict, key: str, total_ms: float) -> str:
     counts = result.counts
     now = utcnow()
@@ -210,10 +206,8 @@ def _finish_done(res, slide_id, claim, result, model: dict, key: str, total_ms: 
     return "done"
 
 
-_CELL_COLUMNS = (
-    "analysis_id", "label", "confidence", "p_rbc", "p_wbc", "p_platelets",
-    "x0", "y0", "x1", "y1", "edge", "review",
-)  # fmt: skip
+# Every column but the generated id, in table order: _cell_row fills each of them.
+_CELL_COLUMNS = tuple(c.name for c in _cells.columns if c.name != "id")
 
 
 def _insert_cells(connection, rows: list[dict[str, Any]]) -> None:
@@ -275,7 +269,7 @@ def _failed_values(reason: str) -> dict[str, Any]:
 def _finish_failed(res: Resources, slide_id: str, claim: Claim, reason: str) -> str:
     with res.sessions.begin() as session:
         updated = session.execute(
-            update(Slide).where(*_owned(slide_id, claim)).values(**_failed_values(reason))
+            _UPDATE_CLAIMED, {"b_id": slide_id, "b_token": claim.token, **_failed_values(reason)}
         )
         if updated.rowcount != 1:
             session.rollback()
@@ -299,7 +293,7 @@ def _note_error(res: Resources, slide_id: str, claim: Claim, reason: str) -> Non
     try:
         with res.engine.begin() as connection:
             connection.execute(
-                update(Slide).where(*_owned(slide_id, claim)).values(error=reason[:2000])
+                _UPDATE_CLAIMED, {"b_id": slide_id, "b_token": claim.token, "error": reason[:2000]}
             )
     except Exception:  # the database may be the thing that is down
         log.warning("could not record the error of slide %s", slide_id, exc_info=True)
