@@ -31,23 +31,30 @@ class SlideScore:
     matches: dict[str, tuple[int, int, int]]  # label -> (true positives, predicted, true)
 
 
-def greedy_matches(
+def greedy_pairs(
     pred: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou: float = IOU_THRESHOLD
-) -> int:
-    """True positives: predictions matched one-to-one to truth at IoU >= ``iou``, best score first."""
+) -> list[tuple[int, int]]:
+    """(prediction, truth) index pairs matched one-to-one at IoU >= ``iou``, best score first."""
     pred, truth = as_boxes(pred), as_boxes(truth)
     if len(pred) == 0 or len(truth) == 0:
-        return 0
+        return []
     ious = iou_matrix(pred, truth)
     taken = np.zeros(len(truth), dtype=bool)
-    hits = 0
+    pairs = []
     for i in np.argsort(-np.asarray(scores), kind="stable"):
         candidates = np.where(taken, -1.0, ious[i])
         j = int(np.argmax(candidates))
         if candidates[j] >= iou:
             taken[j] = True
-            hits += 1
-    return hits
+            pairs.append((int(i), j))
+    return pairs
+
+
+def greedy_matches(
+    pred: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou: float = IOU_THRESHOLD
+) -> int:
+    """True positives: predictions matched one-to-one to truth at IoU >= ``iou``, best score first."""
+    return len(greedy_pairs(pred, scores, truth, iou))
 
 
 def score_slide(
