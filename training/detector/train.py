@@ -1,7 +1,7 @@
 """Train the dense detector on the TRAIN side of the split (TXL-PBC labels only) and export it.
 
-Run (the shipped detector 1.4.0: 18000 steps, about 88 min on 2 cores):
-``nice -n 10 .venv/bin/python -m training.detector.train --steps 18000 --out var/detector18k``
+Run (the shipped detector 1.5.0: 24000 steps, about 106 min on 2 cores):
+``nice -n 10 .venv/bin/python -m training.detector.train --steps 24000 --out var/detector24k``
 then ``python -m training.detector.ship`` (its card lists the exact commands).
 Writes ``model.weights.h5``, ``model.tflite`` and ``train_log.json`` to ``--out``.
 """
