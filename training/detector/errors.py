@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
 
     detector = DenseDetector.load(args.model)
     args.out.mkdir(parents=True, exist_ok=True)
-    mistakes, tiles = [], {}
+    mistakes, tiles, counts = [], {}, Counter()
     for record in txl_records(args.side):
         bgr = cv2.imread(str(record.image_path), cv2.IMREAD_COLOR)
         found = detect_cells_dense(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), detector)
@@ -133,13 +134,15 @@ def main(argv: list[str] | None = None) -> None:
         for m in found_here:
             # Red: the detector's box (FP); green: the label's box (FN). OpenCV is BGR.
             colour = (0, 0, 255) if m.kind == "FP" else (0, 255, 0)
-            group = tiles.setdefault(f"{m.source}-{m.label}-{m.kind}", [])
+            key = f"{m.source}-{m.label}-{m.kind}"
+            counts[key] += 1
+            group = tiles.setdefault(key, [])
             if len(group) < PER_MOSAIC:
                 group.append(_crop(bgr, m.box, colour))
         mistakes += found_here
     for key, group in sorted(tiles.items()):
         cv2.imwrite(str(args.out / f"{key}.png"), _mosaic(group))
-        print(f"{key}: {sum(f'{m.source}-{m.label}-{m.kind}' == key for m in mistakes)}")
+        print(f"{key}: {counts[key]}")  # the mosaic shows the first PER_MOSAIC
     (args.out / "errors.json").write_text(
         json.dumps(
             {"side": args.side, "model": detector.info, "mistakes": [asdict(m) for m in mistakes]},
