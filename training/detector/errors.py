@@ -1,10 +1,11 @@
 """Show a detector's mistakes: every missed and every false cell on one side of the split.
 
-``python -m training.detector.errors --side val --model bloodcount/models/detector --out var/errors``
-runs the detector (at its card's thresholds) on the TXL-PBC slides of ``--side`` and writes,
-per source, class and kind (``FP``: found but not labelled, ``FN``: labelled but not found):
-a mosaic ``{source}-{class}-{kind}.png`` of the cells in their surroundings and one line per
-cell in ``errors.json`` (slide, box, confidence, and the nearest box of the other side).
+``python -m training.detector.errors --side val [--model bloodcount/models/detector]
+[--out var/errors]`` runs the detector (at its card's thresholds) on the TXL-PBC slides of
+``--side`` and writes, per source, class and kind (``FP``: found but not labelled, ``FN``:
+labelled but not found): a mosaic ``{source}-{class}-{kind}.png`` of the cells in their
+surroundings, and one entry per cell in ``errors.json`` (slide, box, confidence, and the
+label of the other side's most overlapping box).
 
 Counts only say how many mistakes there are; the mosaics say which are the detector's and
 which are the labels' (an unlabelled platelet scores as a false one). Use it on validation
