@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.detector.data import SIZE_UNIT, STRIDE, Slide, augment, targets
+from training.detector.data import SIZE_UNIT, STRIDE, Slide, augment, batch_at, targets
+from training.detector.train import _batches
 
 
 def _slide() -> Slide:
@@ -40,3 +41,23 @@ def test_targets_peak_at_each_centre_with_size_and_offset():
         reg[6, 6], [32 / SIZE_UNIT, 32 / SIZE_UNIT, 24 / STRIDE - 6, 24 / STRIDE - 6]
     )
     np.testing.assert_allclose(reg[4, 14, :2], [12 / SIZE_UNIT, 14 / SIZE_UNIT])
+
+
+def test_batches_are_seeded_by_index_so_a_worker_pool_gives_the_same_stream():
+    slides = [_slide(), _slide()]
+    x, y = batch_at(slides, 3, 96, seed=7, index=5)
+    assert x.shape == (3, 96, 96, 3) and x.dtype == np.uint8
+    assert y.shape == (3, 24, 24, 8)  # heat 3 + box regression 4 + centre mask 1
+    heat, reg, mask = y[..., :3], y[..., 3:7], y[..., 7]
+    assert mask.sum() >= 1 and (heat[mask == 1].max(axis=-1) == 1.0).all()
+    assert (reg[mask == 0] == 0).all()
+    np.testing.assert_array_equal(x, batch_at(slides, 3, 96, seed=7, index=5)[0])
+    assert not np.array_equal(x, batch_at(slides, 3, 96, seed=7, index=6)[0])
+
+    serial, pooled = _batches(slides, 3, 96, 7, workers=0), _batches(slides, 3, 96, 7, workers=2)
+    for _ in range(5):
+        (xs, ys), (xp, yp) = next(serial), next(pooled)
+        assert xs.dtype == np.float32
+        np.testing.assert_array_equal(xs, xp)
+        np.testing.assert_array_equal(ys, yp)
+    pooled.close()

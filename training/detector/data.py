@@ -163,18 +163,23 @@ def targets(
     return heat, reg, mask
 
 
-def batches(slides: list[Slide], batch: int, crop: int, seed: int):
-    """Endless (images, heat, reg, mask) batches of augmented crops, slides drawn at random."""
-    rng = np.random.default_rng(seed)
+def batch_at(
+    slides: list[Slide], batch: int, crop: int, seed: int, index: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Batch number ``index`` of augmented crops: (uint8 images, packed targets).
+
+    Seeded by (seed, index) alone, so the stream is the same whether batches are made in
+    order in one process or out of order by a pool of workers. Targets are packed along
+    the channel axis (heat 3, box regression 4, centre mask 1), as
+    :func:`training.detector.model.packed_loss` reads them.
+    """
+    rng = np.random.default_rng([seed, index])
     weights = np.array([PLATELET_WEIGHT if (s.labels == 2).any() else 1.0 for s in slides])
-    weights /= weights.sum()
-    while True:
-        idx = rng.choice(len(slides), size=batch, p=weights)
-        out = [augment(slides[i], crop, rng) for i in idx]
-        tg = [targets(b, lab, crop) for _, b, lab in out]
-        yield (
-            np.stack([o[0] for o in out]).astype(np.float32),
-            np.stack([t[0] for t in tg]),
-            np.stack([t[1] for t in tg]),
-            np.stack([t[2] for t in tg]),
-        )
+    idx = rng.choice(len(slides), size=batch, p=weights / weights.sum())
+    views, packed = [], []
+    for i in idx:
+        view, boxes, labels = augment(slides[i], crop, rng)
+        heat, reg, mask = targets(boxes, labels, crop)
+        views.append(view)
+        packed.append(np.concatenate([heat, reg, mask[..., None]], axis=-1))
+    return np.stack(views), np.stack(packed)

@@ -85,20 +85,46 @@ def build_detector(weights: str | Path | None, alpha: float = 0.35, seed: int = 
 
 
 def losses(pred, heat, reg, mask):
-    """(focal, size, offset) losses, each normalised by the number of cells in the batch."""
-    import tensorflow as tf
+    """(focal, size, offset) losses, each normalised by the number of cells in the batch.
 
-    p = tf.clip_by_value(pred[..., :3], 1e-4, 1 - 1e-4)
-    pos = tf.cast(heat >= 1.0 - 1e-6, tf.float32)
+    Written in ``keras.ops`` so the same training code runs on any Keras backend
+    (TensorFlow here; JAX where a GPU is lent, see :mod:`training.detector.train`).
+    """
+    from keras import ops
+
+    p = ops.clip(pred[..., :3], 1e-4, 1 - 1e-4)
+    pos = ops.cast(heat >= 1.0 - 1e-6, "float32")
     neg = 1.0 - pos
-    n = tf.maximum(tf.reduce_sum(mask), 1.0)
+    n = ops.maximum(ops.sum(mask), 1.0)
     focal = (
-        -tf.reduce_sum(
-            pos * (1 - p) ** 2 * tf.math.log(p) + neg * (1 - heat) ** 4 * p**2 * tf.math.log(1 - p)
-        )
+        -ops.sum(pos * (1 - p) ** 2 * ops.log(p) + neg * (1 - heat) ** 4 * p**2 * ops.log(1 - p))
         / n
     )
     m = mask[..., None]
-    size = tf.reduce_sum(tf.abs(pred[..., 3:5] - reg[..., :2]) * m) / n
-    offset = tf.reduce_sum(tf.abs(pred[..., 5:7] - reg[..., 2:]) * m) / n
+    size = ops.sum(ops.abs(pred[..., 3:5] - reg[..., :2]) * m) / n
+    offset = ops.sum(ops.abs(pred[..., 5:7] - reg[..., 2:]) * m) / n
     return focal, size, offset
+
+
+# Keras's fit() passes one target tensor: heat (3), box regression (4) and centre mask (1)
+# travel packed along the channel axis and are unpacked here.
+def _unpacked(y_true, y_pred):
+    return losses(y_pred, y_true[..., :3], y_true[..., 3:7], y_true[..., 7])
+
+
+def packed_loss(y_true, y_pred):
+    """The training objective on packed targets: focal + 0.1 size + offset."""
+    focal, size, offset = _unpacked(y_true, y_pred)
+    return focal + 0.1 * size + offset
+
+
+def focal(y_true, y_pred):
+    return _unpacked(y_true, y_pred)[0]
+
+
+def size(y_true, y_pred):
+    return _unpacked(y_true, y_pred)[1]
+
+
+def offset(y_true, y_pred):
+    return _unpacked(y_true, y_pred)[2]

@@ -4,12 +4,21 @@ Run (the shipped detector 1.5.0: 24000 steps, about 106 min on 2 cores):
 ``nice -n 10 .venv/bin/python -m training.detector.train --steps 24000 --out var/detector24k``
 then ``python -m training.detector.ship`` (its card lists the exact commands).
 Writes ``model.weights.h5``, ``model.tflite`` and ``train_log.json`` to ``--out``.
+
+The loop is Keras's own ``fit`` on backend-neutral ops, so the same command trains under
+``KERAS_BACKEND=jax`` on a GPU; ``--workers N`` then makes the augmented batches in N
+processes (forked before the backend starts), since one core cannot feed a GPU. Batches
+are seeded by their index, so the data stream does not depend on the worker count.
+``--no-export`` skips the LiteRT export where TensorFlow is not installed; export later
+with ``python -m training.detector.export --run DIR``.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import multiprocessing
 import queue
 import threading
 import time
@@ -19,7 +28,7 @@ from training.model import default_weights_path
 
 
 def _prefetch(gen, depth: int = 4):
-    """Run the numpy augmentation in a thread so it overlaps the TF step."""
+    """Run the numpy augmentation in a thread so it overlaps the training step."""
     q: queue.Queue = queue.Queue(depth)
 
     def fill():
@@ -29,6 +38,49 @@ def _prefetch(gen, depth: int = 4):
     threading.Thread(target=fill, daemon=True).start()
     while True:
         yield q.get()
+
+
+_POOL_ARGS: tuple = ()
+
+
+def _pool_batch(index: int):
+    from training.detector.data import batch_at
+
+    return batch_at(*_POOL_ARGS, index)
+
+
+def _batches(slides, batch: int, crop: int, seed: int, workers: int):
+    """Endless (float32 images, packed targets): in this process, or from ``workers`` forks.
+
+    The pool keeps a bounded number of batches in flight, so memory stays flat however far
+    the workers run ahead of the training step.
+    """
+    from training.detector.data import batch_at
+
+    def as_float(item):
+        return item[0].astype("float32"), item[1]
+
+    if workers <= 0:
+
+        def serial():
+            index = 0
+            while True:
+                yield as_float(batch_at(slides, batch, crop, seed, index))
+                index += 1
+
+        yield from _prefetch(serial())
+        return
+    global _POOL_ARGS
+    _POOL_ARGS = (slides, batch, crop, seed)
+    # fork: the workers share the decoded slides; the caller forks before any backend thread.
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pending = collections.deque(pool.apply_async(_pool_batch, (i,)) for i in range(2 * workers))
+        index = len(pending)
+        while True:
+            item = pending.popleft().get()
+            pending.append(pool.apply_async(_pool_batch, (index,)))
+            index += 1
+            yield as_float(item)
 
 
 def train(
@@ -43,61 +95,76 @@ def train(
     data_dir: Path | None = None,
     limit: int | None = None,
     log_every: int = 50,
+    workers: int = 0,
+    export: bool = True,
 ):
     """Train for ``steps`` steps (cosine learning rate, warm-up) and export; return the Keras model."""
-    import numpy as np
-    import tensorflow as tf
-
     from training.detector import data
-    from training.detector.export import export_tflite
-    from training.detector.model import build_detector, losses
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    if steps % log_every:
+        raise ValueError(f"--steps {steps} must be a multiple of the log interval {log_every}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     records = data.txl_records("train", data_dir)[:limit]
     slides = [data.load_slide(r) for r in records]
     print(f"{len(slides)} train slides at canonical scale in {time.time() - t0:.0f}s", flush=True)
+    stream = _batches(slides, batch, crop, seed, workers)
+    first = next(stream)  # starts the pool (forks) before Keras loads its backend
+
+    import keras
+
+    from training.detector.model import build_detector, focal, offset, packed_loss, size
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     model, _ = build_detector(weights, seed=seed)
     warmup = min(100, steps // 10 + 1)
-    schedule = tf.keras.optimizers.schedules.CosineDecay(
+    schedule = keras.optimizers.schedules.CosineDecay(
         lr * 0.1, steps - warmup, alpha=0.01, warmup_target=lr, warmup_steps=warmup
     )
-    opt = tf.keras.optimizers.Adam(schedule)
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=packed_loss,
+        metrics=[focal, size, offset],
+    )
 
-    @tf.function
-    def step(x, heat, reg, mask):
-        with tf.GradientTape() as tape:
-            pred = model(x, training=True)
-            focal, size, offset = losses(pred, heat, reg, mask)
-            loss = focal + 0.1 * size + offset
-        grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return focal, size, offset
-
-    log, window = [], []
-    gen = _prefetch(data.batches(slides, batch, crop, seed))
+    log: list[dict] = []
     t0 = time.time()
-    for i in range(1, steps + 1):
-        window.append([float(v) for v in step(*next(gen))])
-        if i % log_every == 0 or i == steps:
-            mean = np.mean(window, axis=0).round(4).tolist()
-            log.append(
-                {
-                    "step": i,
-                    "focal": mean[0],
-                    "size": mean[1],
-                    "offset": mean[2],
-                    "seconds": round(time.time() - t0, 1),
-                }
-            )
-            print(json.dumps(log[-1]), flush=True)
-            window = []
-        if i % 500 == 0:
-            model.save_weights(out / "model.weights.h5")
+
+    class Progress(keras.callbacks.Callback):
+        # One Keras "epoch" is one log interval, so its metrics are that window's means.
+        def on_epoch_end(self, epoch, logs=None):
+            done = (epoch + 1) * log_every
+            entry = {"step": done}
+            entry.update({k: round(float(logs[k]), 4) for k in ("focal", "size", "offset")})
+            entry["seconds"] = round(time.time() - t0, 1)
+            log.append(entry)
+            print(json.dumps(entry), flush=True)
+            if done % 500 == 0:
+                model.save_weights(out / "model.weights.h5")
+
+    def feed():
+        yield first
+        yield from stream
+
+    model.fit(
+        feed(),
+        steps_per_epoch=log_every,
+        epochs=steps // log_every,
+        callbacks=[Progress()],
+        shuffle=False,  # batches are already random draws
+        verbose=0,
+    )
+    seconds = round(time.time() - t0, 1)
     model.save_weights(out / "model.weights.h5")
-    export_tflite(model, out / "model.tflite")
+    if export:
+        from training.detector.export import export_tflite
+
+        export_tflite(model, out / "model.tflite")
     (out / "train_log.json").write_text(
         json.dumps(
             {
@@ -107,7 +174,9 @@ def train(
                 "lr": lr,
                 "seed": seed,
                 "train_slides": len(slides),
-                "seconds": round(time.time() - t0, 1),
+                "backend": backend,
+                "workers": workers,
+                "seconds": seconds,
                 "log": log,
             },
             indent=1,
@@ -128,9 +197,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weights", type=Path, default=default_weights_path())
+    parser.add_argument(
+        "--workers", type=int, default=0, help="processes making batches (0: a thread here)"
+    )
+    parser.add_argument("--no-export", action="store_true", help="skip the LiteRT export")
     args = parser.parse_args(argv)
     train(
-        args.out, args.steps, args.batch, args.crop, args.lr, args.seed, args.weights, args.threads
+        args.out,
+        args.steps,
+        args.batch,
+        args.crop,
+        args.lr,
+        args.seed,
+        args.weights,
+        args.threads,
+        workers=args.workers,
+        export=not args.no_export,
     )
 
 
