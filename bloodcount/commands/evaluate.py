@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from bloodcount.analysis import open_analyzer
-    from bloodcount.evaluation import plot_counts, score_slide, summarise_by_source
+    from bloodcount.evaluation import plot_counts, score_slide, slide_rows, summarise_by_source
 
     dataset = Path(args.dataset)
     if not dataset.exists():
@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         "reader": report.summary(),
         "failed": failed,
         "sources": summarise_by_source(scores),
+        "slides": slide_rows(scores),
         "plot": plot,
     }
     Path(args.output).write_text(json.dumps(document, indent=1) + "\n")

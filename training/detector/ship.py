@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bloodcount.evaluation import macro_f1
 from bloodcount.vision import CLASSES
 from bloodcount.vision.canonical import CANONICAL_RADIUS, CANONICAL_RBC_SIZE, PAD_MULTIPLE
 
@@ -50,6 +51,23 @@ def _card_base(
         "nms_iou": nms_iou,
         "thresholds": thresholds,
     }
+
+
+def _train_commands(train_log: dict, run: Path) -> list[str]:
+    """The command(s) that retrain this run from its log: its backend, batch and workers."""
+    backend = train_log.get("backend", "tensorflow")
+    flags = f"--steps {train_log['steps']}"
+    if train_log["batch"] != 16:
+        flags += f" --batch {train_log['batch']}"
+    if train_log.get("workers"):
+        flags += f" --workers {train_log['workers']}"
+    if backend == "tensorflow":
+        return [f"nice -n 10 .venv/bin/python -m training.detector.train {flags} --out {run}"]
+    # Other backends train only; the LiteRT export needs TensorFlow's converter.
+    return [
+        f"KERAS_BACKEND={backend} python -m training.detector.train {flags} --no-export --out {run}",
+        f".venv/bin/python -m training.detector.export --run {run}",
+    ]
 
 
 def collect(
@@ -152,12 +170,6 @@ def score(collected, thresholds: dict[str, float]) -> dict:
     return summarise_by_source(scores)
 
 
-def macro_f1(sources: dict) -> float:
-    """Mean F1 over every (source, class) with labelled cells: the validation figure of merit."""
-    f1s = [m["f1"] for v in sources.values() for m in v["classes"].values() if m["true"]]
-    return float(np.mean(f1s))
-
-
 def _table(sources: dict) -> list[str]:
     lines = [
         "| source | slides | class | count acc | MAE/slide | P | R | F1 |",
@@ -240,6 +252,10 @@ def main(argv: list[str] | None = None) -> None:
                     k: train_log[k]
                     for k in ("steps", "batch", "crop", "lr", "seed", "train_slides", "seconds")
                 },
+                # Runs before 1.6.0 trained with TensorFlow on this machine's 2 cores.
+                "backend": train_log.get("backend", "tensorflow"),
+                "device": train_log.get("device", "2 shared CPU cores"),
+                "workers": train_log.get("workers", 0),
                 "final_losses": train_log["log"][-1],
             },
             "thresholds_tuned_on": "validation side, best pooled F1 per class at IoU 0.5",
@@ -252,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
             "notes": args.note,
             "created": dt.date.today().isoformat(),
             "commands": [
-                f"nice -n 10 .venv/bin/python -m training.detector.train --steps {train_log['steps']} --out {args.run}",
+                *_train_commands(train_log, args.run),
                 f"nice -n 10 .venv/bin/python -m training.detector.ship --run {args.run} --out {args.out}"
                 + (" --flip-average" if args.flip_average else "")
                 + f" --inference-scales {args.inference_scales} --nms-ious {args.nms_ious}"
@@ -304,7 +320,8 @@ def main(argv: list[str] | None = None) -> None:
         f"macro F1 {card['inference_scale_tuned_on']['candidates']})",
         f"- trained on {card['training']['train_slides']} TXL-PBC train-side slides, "
         f"{card['training']['steps']} steps x {card['training']['batch']} crops of {card['training']['crop']} px, "
-        f"{card['training']['seconds']:.0f} s on 2 shared CPU cores",
+        f"{card['training']['seconds']:.0f} s on {card['training']['device']} "
+        f"(Keras backend {card['training']['backend']})",
         f"- split manifest sha256 `{card['training']['split_sha256']}`",
         f"- created {card['created']}",
         "",

@@ -1,0 +1,60 @@
+"""The paired bootstrap that says whether a retrained detector's validation gain is more than noise."""
+
+from __future__ import annotations
+
+import pytest
+
+from bloodcount.evaluation import (
+    SlideScore,
+    macro_f1,
+    paired_bootstrap,
+    scores_from_rows,
+    slide_rows,
+    summarise_by_source,
+)
+
+
+def _slide(i: int, source: str, rbc: tuple[int, int, int], plt: tuple[int, int, int]):
+    matches = {"RBC": rbc, "WBC": (1, 1, 1), "Platelets": plt}
+    return SlideScore(
+        f"s{i}.jpg",
+        source,
+        {k: v[2] for k, v in matches.items()},
+        {k: v[1] for k, v in matches.items()},
+        matches,
+    )
+
+
+def _lab(rbc_hits: int = 18, platelet_hits: tuple[int, ...] = (1, 1, 1, 1)) -> list[SlideScore]:
+    """Ten slides of 20 red cells in lab A; four slides of one platelet each in lab B."""
+    a = [_slide(i, "A", (rbc_hits, 20, 20), (0, 0, 0)) for i in range(10)]
+    b = [_slide(10 + i, "B", (20, 20, 20), (hit, 1, 1)) for i, hit in enumerate(platelet_hits)]
+    return a + b
+
+
+def test_the_same_model_twice_is_no_better():
+    r = paired_bootstrap(_lab(), _lab(), draws=500)
+    assert r["base"] == r["candidate"] == macro_f1(summarise_by_source(_lab()))
+    assert r["difference_low"] == r["difference_high"] == 0.0
+    assert r["p_candidate_better"] == 0.0
+
+
+def test_a_gain_on_every_slide_is_sure_and_one_platelet_is_noise():
+    sure = paired_bootstrap(_lab(rbc_hits=16), _lab(rbc_hits=18), draws=500, seed=1)
+    assert sure["p_candidate_better"] == 1.0 and sure["difference_low"] > 0
+    # Lab B's platelet F1 goes 0.75 -> 1.0 with one cell: +0.25 / 5 (source, class) pairs.
+    one = paired_bootstrap(_lab(platelet_hits=(1, 1, 1, 0)), _lab(), draws=2000, seed=1)
+    assert one["candidate"] - one["base"] == pytest.approx(0.05)
+    # Resamples that leave that slide out see no difference: the interval reaches 0.
+    assert one["difference_low"] == 0.0 < one["difference_high"]
+    assert 0.55 < one["p_candidate_better"] < 0.8  # 1 - (3/4)^4 of resamples hold the slide
+
+
+def test_slides_must_match_and_rows_round_trip():
+    rows = slide_rows(_lab())
+    assert rows[10]["classes"]["Platelets"] == {"matched": 1, "predicted": 1, "true": 1}
+    assert scores_from_rows(rows) == _lab()
+    with pytest.raises(ValueError, match="same slides"):
+        paired_bootstrap(_lab(), _lab()[:-1])
+    shuffled = _lab()[::-1]  # order does not matter; the file names pair the slides
+    assert paired_bootstrap(_lab(), shuffled, draws=200)["difference_high"] == 0.0
