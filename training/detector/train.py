@@ -83,6 +83,19 @@ def _batches(slides, batch: int, crop: int, seed: int, workers: int):
             yield as_float(item)
 
 
+def _device(backend: str, workers: int) -> str:
+    """What the run trained on, for the card: the accelerator's name, else the CPU count."""
+    import os
+
+    name = f"{os.cpu_count()} CPU cores"
+    if backend == "jax":
+        import jax
+
+        if jax.devices()[0].platform == "gpu":
+            name = f"one {jax.devices()[0].device_kind} GPU, {name}"
+    return f"{name}, {workers} batch workers" if workers else name
+
+
 def train(
     out: Path,
     steps: int,
@@ -176,6 +189,7 @@ def train(
                 "train_slides": len(slides),
                 "backend": backend,
                 "workers": workers,
+                "device": _device(backend, workers),
                 "seconds": seconds,
                 "log": log,
             },
