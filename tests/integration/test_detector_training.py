@@ -38,3 +38,30 @@ def test_a_few_training_steps_export_a_loadable_detector(data_dir, tmp_path):
     out = detector.predict(canon.image)
     assert out.shape == (canon.image.shape[0] // 4, canon.image.shape[1] // 4, 7)
     assert np.isfinite(out).all() and ((out[..., :3] >= 0) & (out[..., :3] <= 1)).all()
+
+
+@pytest.mark.slow
+def test_init_starts_from_an_earlier_runs_weights(data_dir, tmp_path):
+    pytest.importorskip("tensorflow")
+    from training.detector.model import build_detector
+    from training.detector.train import train
+
+    common = dict(batch=2, crop=96, seed=0, weights=None, data_dir=data_dir, limit=2, log_every=1)
+    first = train(tmp_path / "a", steps=2, lr=1e-3, export=False, **common)
+    # A second seed would start elsewhere; with --init and a vanishing learning rate the
+    # trainable weights stay where the first run left them.
+    second = train(
+        tmp_path / "b",
+        steps=2,
+        lr=1e-9,
+        export=False,
+        init=tmp_path / "a" / "model.weights.h5",
+        **{**common, "seed": 1},
+    )
+    fresh, _ = build_detector(None, seed=1)
+    for a, b in zip(first.trainable_weights, second.trainable_weights, strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-6)
+    assert any(
+        not np.allclose(np.asarray(a), np.asarray(c))
+        for a, c in zip(first.trainable_weights, fresh.trainable_weights, strict=True)
+    )

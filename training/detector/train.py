@@ -110,6 +110,7 @@ def train(
     log_every: int = 50,
     workers: int = 0,
     export: bool = True,
+    init: Path | None = None,
 ):
     """Train for ``steps`` steps (cosine learning rate, warm-up) and export; return the Keras model."""
     from training.detector import data
@@ -135,6 +136,9 @@ def train(
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     model, _ = build_detector(weights, seed=seed)
+    if init is not None:
+        # Fine-tune from an earlier run: its weights replace the ImageNet start.
+        model.load_weights(init)
     warmup = min(100, steps // 10 + 1)
     schedule = keras.optimizers.schedules.CosineDecay(
         lr * 0.1, steps - warmup, alpha=0.01, warmup_target=lr, warmup_steps=warmup
@@ -189,6 +193,7 @@ def train(
                 "train_slides": len(slides),
                 "backend": backend,
                 "workers": workers,
+                "init": None if init is None else str(init),
                 "device": _device(backend, workers),
                 "seconds": seconds,
                 "log": log,
@@ -215,6 +220,9 @@ def main(argv: list[str] | None = None) -> None:
         "--workers", type=int, default=0, help="processes making batches (0: a thread here)"
     )
     parser.add_argument("--no-export", action="store_true", help="skip the LiteRT export")
+    parser.add_argument(
+        "--init", type=Path, help="start from this run's model.weights.h5 (fine-tuning)"
+    )
     args = parser.parse_args(argv)
     train(
         args.out,
@@ -227,6 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         args.threads,
         workers=args.workers,
         export=not args.no_export,
+        init=args.init,
     )
 
 
