@@ -59,8 +59,12 @@ def _train_commands(train_log: dict, run: Path) -> list[str]:
     flags = f"--steps {train_log['steps']}"
     if train_log["batch"] != 16:
         flags += f" --batch {train_log['batch']}"
+    if train_log["lr"] != 2e-3:
+        flags += f" --lr {train_log['lr']:g}"
     if train_log.get("workers"):
         flags += f" --workers {train_log['workers']}"
+    if train_log.get("init"):
+        flags += f" --init {train_log['init']}"  # that run's own card or log says how it was made
     if backend == "tensorflow":
         return [f"nice -n 10 .venv/bin/python -m training.detector.train {flags} --out {run}"]
     # Other backends train only; the LiteRT export needs TensorFlow's converter.
