@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from training.detector.data import SIZE_UNIT, STRIDE, Slide, augment, batch_at, targets
-from training.detector.train import _batches
 
 
 def _slide() -> Slide:
@@ -54,10 +57,40 @@ def test_batches_are_seeded_by_index_so_a_worker_pool_gives_the_same_stream():
     np.testing.assert_array_equal(x, batch_at(slides, 3, 96, seed=7, index=5)[0])
     assert not np.array_equal(x, batch_at(slides, 3, 96, seed=7, index=6)[0])
 
-    serial, pooled = _batches(slides, 3, 96, 7, workers=0), _batches(slides, 3, 96, 7, workers=2)
-    for _ in range(5):
-        (xs, ys), (xp, yp) = next(serial), next(pooled)
-        assert xs.dtype == np.float32
-        np.testing.assert_array_equal(xs, xp)
-        np.testing.assert_array_equal(ys, yp)
-    pooled.close()
+    # The pool runs in a fresh interpreter, as the training command forks it: a process
+    # that has already run TensorFlow (as this test session may have) cannot fork safely.
+    script = (
+        "import sys, numpy as np; sys.path.insert(0, sys.argv[1]);"
+        "from test_detector_data import _slide; from training.detector.train import _batches;"
+        "s = [_slide(), _slide()];"
+        "a, b = _batches(s, 3, 96, 7, workers=0), _batches(s, 3, 96, 7, workers=2);"
+        "pairs = [(next(a), next(b)) for _ in range(5)];"
+        "assert all(x[0].dtype == np.float32 for x, _ in pairs);"
+        "assert all((x[0] == y[0]).all() and (x[1] == y[1]).all() for x, y in pairs);"
+        "print('same stream')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 0 and "same stream" in done.stdout, done.stderr[-2000:]
+
+
+def test_a_hung_batch_worker_is_an_error_not_a_silent_wait():
+    script = (
+        "import time; import training.detector.data as d, training.detector.train as t;"
+        "t.BATCH_TIMEOUT = 1; d.batch_at = lambda *a: time.sleep(30);"
+        "g = t._batches([], 1, 96, 0, workers=1)\n"
+        "try:\n    next(g)\nexcept RuntimeError as e:\n    print(e)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+    assert "no batch from the 1 batch workers in 1 s" in done.stdout, done.stderr[-2000:]

@@ -41,6 +41,13 @@ def _prefetch(gen, depth: int = 4):
 
 
 _POOL_ARGS: tuple = ()
+BATCH_TIMEOUT = 300  # seconds; one batch takes well under one on a single core
+
+
+def _pool_init() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one thread per process: the processes are the parallelism
 
 
 def _pool_batch(index: int):
@@ -72,12 +79,20 @@ def _batches(slides, batch: int, crop: int, seed: int, workers: int):
         return
     global _POOL_ARGS
     _POOL_ARGS = (slides, batch, crop, seed)
-    # fork: the workers share the decoded slides; the caller forks before any backend thread.
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    # fork: the workers share the decoded slides without copying them. Fork before a Keras
+    # backend starts its threads (train() does): forked after a TensorFlow run, workers were
+    # seen to hang on a lock held at fork time, which the timeout below turns into an error.
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_pool_init) as pool:
         pending = collections.deque(pool.apply_async(_pool_batch, (i,)) for i in range(2 * workers))
         index = len(pending)
         while True:
-            item = pending.popleft().get()
+            try:
+                item = pending.popleft().get(timeout=BATCH_TIMEOUT)
+            except multiprocessing.TimeoutError:
+                raise RuntimeError(
+                    f"no batch from the {workers} batch workers in {BATCH_TIMEOUT} s: were they "
+                    "forked after the backend started its threads?"
+                ) from None
             pending.append(pool.apply_async(_pool_batch, (index,)))
             index += 1
             yield as_float(item)
