@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -65,3 +69,26 @@ def test_init_starts_from_an_earlier_runs_weights(data_dir, tmp_path):
         not np.allclose(np.asarray(a), np.asarray(c))
         for a, c in zip(first.trainable_weights, fresh.trainable_weights, strict=True)
     )
+
+
+def test_the_batch_pool_feeds_real_slides_as_the_training_command_forks_it(data_dir):
+    """Real slides are decoded and sized with OpenCV (its thread pool running) before the
+    fork: the workers must still make the same batches as one process."""
+    script = (
+        "import sys; from pathlib import Path; from training.detector import data;"
+        "from training.detector.train import _batches;"
+        "s = [data.load_slide(r) for r in data.txl_records('train', Path(sys.argv[1]))[:4]];"
+        "a, b = _batches(s, 4, 160, 3, workers=0), _batches(s, 4, 160, 3, workers=2);"
+        "pairs = [(next(a), next(b)) for _ in range(3)];"
+        "assert all((x[0] == y[0]).all() and (x[1] == y[1]).all() for x, y in pairs);"
+        "assert sum(float(x[1][..., 7].sum()) for x, _ in pairs) > 0;"  # cells in the crops
+        "print('same stream')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 0 and "same stream" in done.stdout, done.stderr[-2000:]

@@ -44,12 +44,6 @@ _POOL_ARGS: tuple = ()
 BATCH_TIMEOUT = 300  # seconds; one batch takes well under one on a single core
 
 
-def _pool_init() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # one thread per process: the processes are the parallelism
-
-
 def _pool_batch(index: int):
     from training.detector.data import batch_at
 
@@ -82,7 +76,7 @@ def _batches(slides, batch: int, crop: int, seed: int, workers: int):
     # fork: the workers share the decoded slides without copying them. Fork before a Keras
     # backend starts its threads (train() does): forked after a TensorFlow run, workers were
     # seen to hang on a lock held at fork time, which the timeout below turns into an error.
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_pool_init) as pool:
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
         pending = collections.deque(pool.apply_async(_pool_batch, (i,)) for i in range(2 * workers))
         index = len(pending)
         while True:
