@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
                     k: train_log[k]
                     for k in ("steps", "batch", "crop", "lr", "seed", "train_slides", "seconds")
                 },
-                # Runs before 1.6.0 trained with TensorFlow on this machine's 2 cores.
+                # Logs from before these fields existed: TensorFlow on 2 shared cores.
                 "backend": train_log.get("backend", "tensorflow"),
                 "device": train_log.get("device", "2 shared CPU cores"),
                 "workers": train_log.get("workers", 0),
