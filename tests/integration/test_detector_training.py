@@ -82,7 +82,7 @@ def test_the_batch_pool_feeds_real_slides_as_the_training_command_forks_it(data_
         "pairs = [(next(a), next(b)) for _ in range(3)];"
         "assert all((x[0] == y[0]).all() and (x[1] == y[1]).all() for x, y in pairs);"
         "assert sum(float(x[1][..., 7].sum()) for x, _ in pairs) > 0;"  # cells in the crops
-        "print('same stream')"
+        "a.close(); b.close(); print('same stream')"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(data_dir)],

@@ -67,7 +67,7 @@ def test_batches_are_seeded_by_index_so_a_worker_pool_gives_the_same_stream():
         "pairs = [(next(a), next(b)) for _ in range(5)];"
         "assert all(x[0].dtype == np.float32 for x, _ in pairs);"
         "assert all((x[0] == y[0]).all() and (x[1] == y[1]).all() for x, y in pairs);"
-        "print('same stream')"
+        "a.close(); b.close(); print('same stream')"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(Path(__file__).parent)],

@@ -28,16 +28,33 @@ from training.model import default_weights_path
 
 
 def _prefetch(gen, depth: int = 4):
-    """Run the numpy augmentation in a thread so it overlaps the training step."""
+    """Run the numpy augmentation in a thread so it overlaps the training step.
+
+    Closing the generator stops and joins the thread: one left inside OpenCV while the
+    interpreter shuts down can abort the process after a finished run.
+    """
     q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
 
     def fill():
         for item in gen:
-            q.put(item)
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
 
-    threading.Thread(target=fill, daemon=True).start()
-    while True:
-        yield q.get()
+    thread = threading.Thread(target=fill, daemon=True)
+    thread.start()
+    try:
+        while True:
+            yield q.get()
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 _POOL_ARGS: tuple = ()
@@ -76,13 +93,15 @@ def _batches(slides, batch: int, crop: int, seed: int, workers: int):
     # fork: the workers share the decoded slides without copying them. Fork before a Keras
     # backend starts its threads (train() does): forked after a TensorFlow run, workers were
     # seen to hang on a lock held at fork time, which the timeout below turns into an error.
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        pending = collections.deque(pool.apply_async(_pool_batch, (i,)) for i in range(2 * workers))
-        index = len(pending)
+    pool = multiprocessing.get_context("fork").Pool(workers)
+    pending = collections.deque(pool.apply_async(_pool_batch, (i,)) for i in range(2 * workers))
+    index, hung = len(pending), False
+    try:
         while True:
             try:
                 item = pending.popleft().get(timeout=BATCH_TIMEOUT)
             except multiprocessing.TimeoutError:
+                hung = True
                 raise RuntimeError(
                     f"no batch from the {workers} batch workers in {BATCH_TIMEOUT} s: were they "
                     "forked after the backend started its threads?"
@@ -90,6 +109,16 @@ def _batches(slides, batch: int, crop: int, seed: int, workers: int):
             pending.append(pool.apply_async(_pool_batch, (index,)))
             index += 1
             yield as_float(item)
+    finally:
+        if hung:
+            pool.terminate()
+        else:
+            # Let the batches in flight finish, then close: Pool.terminate() with tasks
+            # still queued was seen to deadlock (2 closes in 15).
+            for task in pending:
+                task.wait(BATCH_TIMEOUT)
+            pool.close()
+            pool.join()
 
 
 def _device(backend: str, workers: int) -> str:
@@ -186,6 +215,7 @@ def train(
         verbose=0,
     )
     seconds = round(time.time() - t0, 1)
+    stream.close()  # stops the batch thread or pool
     model.save_weights(out / "model.weights.h5")
     if export:
         from training.detector.export import export_tflite
