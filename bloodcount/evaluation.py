@@ -116,6 +116,9 @@ def macro_f1(sources: dict[str, Any]) -> float:
     return float(np.mean(f1s))
 
 
+ROW_KEYS = ("matched", "predicted", "true")  # per class in a slide row, as SlideScore.matches
+
+
 def slide_rows(scores: list[SlideScore]) -> list[dict[str, Any]]:
     """Per-slide (matched, predicted, true) per class: what a later paired comparison needs."""
     return [
@@ -123,8 +126,7 @@ def slide_rows(scores: list[SlideScore]) -> list[dict[str, Any]]:
             "file": s.file,
             "source": s.source,
             "classes": {
-                label: dict(zip(("matched", "predicted", "true"), s.matches[label], strict=True))
-                for label in CLASSES
+                label: dict(zip(ROW_KEYS, s.matches[label], strict=True)) for label in CLASSES
             },
         }
         for s in scores
@@ -142,10 +144,7 @@ def scores_from_rows(rows: list[dict[str, Any]]) -> list[SlideScore]:
                 row["source"],
                 {label: c[label]["true"] for label in CLASSES},
                 {label: c[label]["predicted"] for label in CLASSES},
-                {
-                    label: (c[label]["matched"], c[label]["predicted"], c[label]["true"])
-                    for label in CLASSES
-                },
+                {label: tuple(c[label][k] for k in ROW_KEYS) for label in CLASSES},
             )
         )
     return out

@@ -76,9 +76,9 @@ def test_the_batch_pool_feeds_real_slides_as_the_training_command_forks_it(data_
     fork: the workers must still make the same batches as one process."""
     script = (
         "import sys; from pathlib import Path; from training.detector import data;"
-        "from training.detector.train import _batches;"
+        "from training.detector.feed import batches;"
         "s = [data.load_slide(r) for r in data.txl_records('train', Path(sys.argv[1]))[:4]];"
-        "a, b = _batches(s, 4, 160, 3, workers=0), _batches(s, 4, 160, 3, workers=2);"
+        "a, b = batches(s, 4, 160, 3, workers=0), batches(s, 4, 160, 3, workers=2);"
         "pairs = [(next(a), next(b)) for _ in range(3)];"
         "assert all((x[0] == y[0]).all() and (x[1] == y[1]).all() for x, y in pairs);"
         "assert sum(float(x[1][..., 7].sum()) for x, _ in pairs) > 0;"  # cells in the crops

@@ -61,9 +61,9 @@ def test_batches_are_seeded_by_index_so_a_worker_pool_gives_the_same_stream():
     # that has already run TensorFlow (as this test session may have) cannot fork safely.
     script = (
         "import sys, numpy as np; sys.path.insert(0, sys.argv[1]);"
-        "from test_detector_data import _slide; from training.detector.train import _batches;"
+        "from test_detector_data import _slide; from training.detector.feed import batches;"
         "s = [_slide(), _slide()];"
-        "a, b = _batches(s, 3, 96, 7, workers=0), _batches(s, 3, 96, 7, workers=2);"
+        "a, b = batches(s, 3, 96, 7, workers=0), batches(s, 3, 96, 7, workers=2);"
         "pairs = [(next(a), next(b)) for _ in range(5)];"
         "assert all(x[0].dtype == np.float32 for x, _ in pairs);"
         "assert all((x[0] == y[0]).all() and (x[1] == y[1]).all() for x, y in pairs);"
@@ -81,9 +81,9 @@ def test_batches_are_seeded_by_index_so_a_worker_pool_gives_the_same_stream():
 
 def test_a_hung_batch_worker_is_an_error_not_a_silent_wait():
     script = (
-        "import time; import training.detector.data as d, training.detector.train as t;"
+        "import time; import training.detector.data as d, training.detector.feed as t;"
         "t.BATCH_TIMEOUT = 1; d.batch_at = lambda *a: time.sleep(30);"
-        "g = t._batches([], 1, 96, 0, workers=1)\n"
+        "g = t.batches([], 1, 96, 0, workers=1)\n"
         "try:\n    next(g)\nexcept RuntimeError as e:\n    print(e)"
     )
     done = subprocess.run(

@@ -5,7 +5,7 @@ F1 for both models and the macro F1 difference with a 95% interval from a paired
 over slides (:func:`bloodcount.evaluation.paired_bootstrap`). Both reports must come from
 ``bloodcount evaluate`` on the same slides (e.g. ``--split val``), one per model folder
 (``BLOODCOUNT_DETECTOR_PATH``). Use it to write a shipping rule that noise cannot pass:
-validation has only a few platelets in some sources, so one cell moves the macro F1 by 0.02.
+validation has only a few platelets in some sources, so one cell moves the macro F1 by 0.025.
 """
 
 from __future__ import annotations
