@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,41 @@ def test_init_starts_from_an_earlier_runs_weights(data_dir, tmp_path):
         not np.allclose(np.asarray(a), np.asarray(c))
         for a, c in zip(first.trainable_weights, fresh.trainable_weights, strict=True)
     )
+
+
+@pytest.mark.slow
+def test_ema_ships_the_averaged_weights_and_keeps_the_raw_ones(data_dir, tmp_path):
+    pytest.importorskip("tensorflow")
+    from training.detector.model import build_detector
+    from training.detector.train import train
+
+    out = tmp_path / "ema"
+    model = train(
+        out,
+        steps=3,
+        batch=2,
+        crop=96,
+        lr=1e-2,
+        seed=0,
+        weights=None,
+        data_dir=data_dir,
+        limit=2,
+        log_every=1,
+        export=False,
+        ema=0.5,
+    )
+    raw, _ = build_detector(None, seed=0)
+    raw.load_weights(out / "model.raw.weights.h5")
+    saved, _ = build_detector(None, seed=0)
+    saved.load_weights(out / "model.weights.h5")
+    pairs = list(
+        zip(model.trainable_weights, saved.trainable_weights, raw.trainable_weights, strict=True)
+    )
+    for final, kept, _ in pairs:
+        np.testing.assert_array_equal(np.asarray(kept), np.asarray(final))
+    # The average lags the last steps, so it differs from the plain final weights.
+    assert any(not np.allclose(np.asarray(f), np.asarray(r)) for f, _, r in pairs)
+    assert json.loads((out / "train_log.json").read_text())["ema"] == 0.5
 
 
 def test_the_batch_pool_feeds_real_slides_as_the_training_command_forks_it(data_dir):

@@ -52,8 +52,15 @@ def train(
     workers: int = 0,
     export: bool = True,
     init: Path | None = None,
+    ema: float | None = None,
 ):
-    """Train for ``steps`` steps (cosine learning rate, warm-up) and export; return the Keras model."""
+    """Train for ``steps`` steps (cosine learning rate, warm-up) and export; return the Keras model.
+
+    With ``ema`` (a momentum such as 0.998) the saved and exported weights are the moving
+    average of the trainable weights over roughly the last 1 / (1 - ema) steps, which
+    smooths out where the last few batches happened to push them; the plain final weights
+    are kept as ``model.raw.weights.h5`` so the two can be compared on validation.
+    """
     from training.detector import data
 
     if steps % log_every:
@@ -88,7 +95,9 @@ def train(
         lr * 0.1, steps - warmup, alpha=0.01, warmup_target=lr, warmup_steps=warmup
     )
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
+        optimizer=keras.optimizers.Adam(
+            schedule, use_ema=ema is not None, ema_momentum=ema or 0.99
+        ),
         loss=packed_loss,
         metrics=[focal, size, offset],
     )
@@ -107,6 +116,9 @@ def train(
             print(json.dumps(entry), flush=True)
             if done % 500 == 0:
                 model.save_weights(out / "model.weights.h5")
+            if ema is not None and done == steps:
+                # fit replaces the weights with their average after this last callback.
+                model.save_weights(out / "model.raw.weights.h5")
 
     def feed():
         yield first
@@ -139,6 +151,7 @@ def train(
                 "backend": backend,
                 "workers": workers,
                 "init": None if init is None else str(init),
+                "ema": ema,
                 "device": _device(backend, workers),
                 "seconds": seconds,
                 "log": log,
@@ -168,6 +181,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--init", type=Path, help="start from this run's model.weights.h5 (fine-tuning)"
     )
+    parser.add_argument(
+        "--ema",
+        type=float,
+        help="keep a moving average of the weights with this momentum (e.g. 0.998) and ship it",
+    )
     args = parser.parse_args(argv)
     train(
         args.out,
@@ -181,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         workers=args.workers,
         export=not args.no_export,
         init=args.init,
+        ema=args.ema,
     )
 
 
