@@ -13,6 +13,9 @@ import pytest
 from bloodcount.vision.canonical import to_canonical
 from bloodcount.vision.dense_detector import DenseDetector
 
+# A run small enough for a test: two slides, 96 px crops, two per batch, a log every step.
+TINY = dict(batch=2, crop=96, seed=0, limit=2, log_every=1)
+
 
 @pytest.mark.slow
 def test_a_few_training_steps_export_a_loadable_detector(data_dir, tmp_path):
@@ -24,18 +27,7 @@ def test_a_few_training_steps_export_a_loadable_detector(data_dir, tmp_path):
     weights = default_weights_path()
     if not weights.is_file():
         pytest.skip(f"no MobileNetV2 weights at {weights}")
-    train(
-        tmp_path,
-        steps=3,
-        batch=2,
-        crop=96,
-        lr=1e-3,
-        seed=0,
-        weights=weights,
-        data_dir=data_dir,
-        limit=2,
-        log_every=1,
-    )
+    train(tmp_path, steps=3, lr=1e-3, weights=weights, data_dir=data_dir, **TINY)
     model = tmp_path / "model.tflite"
     assert model.is_file() and (tmp_path / "train_log.json").is_file()
     detector = DenseDetector(model, _card_base(model, {"RBC": 0.5, "WBC": 0.5, "Platelets": 0.5}))
@@ -51,7 +43,7 @@ def test_init_starts_from_an_earlier_runs_weights(data_dir, tmp_path):
     from training.detector.model import build_detector
     from training.detector.train import train
 
-    common = dict(batch=2, crop=96, seed=0, weights=None, data_dir=data_dir, limit=2, log_every=1)
+    common = dict(TINY, weights=None, data_dir=data_dir)
     first = train(tmp_path / "a", steps=2, lr=1e-3, export=False, **common)
     # A second seed would start elsewhere; with --init and a vanishing learning rate the
     # trainable weights stay where the first run left them.
@@ -80,18 +72,7 @@ def test_ema_ships_the_averaged_weights_and_keeps_the_raw_ones(data_dir, tmp_pat
 
     out = tmp_path / "ema"
     model = train(
-        out,
-        steps=3,
-        batch=2,
-        crop=96,
-        lr=1e-2,
-        seed=0,
-        weights=None,
-        data_dir=data_dir,
-        limit=2,
-        log_every=1,
-        export=False,
-        ema=0.5,
+        out, steps=3, lr=1e-2, weights=None, data_dir=data_dir, export=False, ema=0.5, **TINY
     )
     raw, _ = build_detector(None, seed=0)
     raw.load_weights(out / "model.raw.weights.h5")
