@@ -150,6 +150,63 @@ def scores_from_rows(rows: list[dict[str, Any]]) -> list[SlideScore]:
     return out
 
 
+def _match_counts(scores: list[SlideScore]) -> np.ndarray:
+    """slides x classes x (matched, predicted, true)."""
+    return np.array([[s.matches[label] for label in CLASSES] for s in scores], float)
+
+
+def _resampled_sums(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Totals per draw, draws x classes x (matched, predicted, true); ``weights`` (draws x
+    slides) says how often each slide was drawn, so a draw is one product, not a copy."""
+    return np.einsum("dn,nck->dck", weights, counts)
+
+
+def _draws(rng: np.random.Generator, slides: int, draws: int) -> np.ndarray:
+    return rng.multinomial(slides, np.full(slides, 1 / slides), size=draws)
+
+
+def _f1(sums: np.ndarray) -> np.ndarray:
+    """F1 = 2 * matched / (predicted + true); NaN where a draw has no true cells."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = 2 * sums[..., 0] / (sums[..., 1] + sums[..., 2])
+    return np.where(sums[..., 2] > 0, f1, np.nan)
+
+
+def bootstrap_intervals(
+    scores: list[SlideScore], draws: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, dict[str, dict[str, list[float] | None]]]:
+    """{source: {class: {"f1": [low, high], "count_accuracy": [low, high]}}}: percentile
+    intervals from resampling each source's slides with replacement.
+
+    A figure from a few cells is a coarse one: three platelets give an F1 whose interval
+    spans most of [0, 1]. The interval is None where no draw had a true cell.
+    """
+    rng = np.random.default_rng(seed)
+    tail = 100 * (1 - level) / 2
+    counts = _match_counts(scores)
+    out: dict[str, dict[str, dict[str, list[float] | None]]] = {}
+    for source in sorted({s.source for s in scores}):
+        idx = np.array([i for i, s in enumerate(scores) if s.source == source])
+        sums = _resampled_sums(counts[idx], _draws(rng, len(idx), draws))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            accuracy = 1 - np.abs(sums[..., 1] - sums[..., 2]) / sums[..., 2]
+        accuracy = np.where(sums[..., 2] > 0, accuracy, np.nan)
+        out[source] = {}
+        for c, label in enumerate(CLASSES):
+            out[source][label] = {
+                name: _interval(values[:, c], tail)
+                for name, values in (("f1", _f1(sums)), ("count_accuracy", accuracy))
+            }
+    return out
+
+
+def _interval(values: np.ndarray, tail: float) -> list[float] | None:
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return None
+    return [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
+
+
 def paired_bootstrap(
     base: list[SlideScore], candidate: list[SlideScore], draws: int = 5000, seed: int = 0
 ) -> dict[str, float]:
@@ -165,21 +222,15 @@ def paired_bootstrap(
         raise ValueError("the two evaluations did not score the same slides")
     candidate = [candidate[order[s.file]] for s in base]
     rng = np.random.default_rng(seed)
-
-    def counts(scores: list[SlideScore]) -> np.ndarray:  # slides x classes x (tp, pred, true)
-        return np.array([[s.matches[label] for label in CLASSES] for s in scores], float)
-
-    a, b = counts(base), counts(candidate)
+    a, b = _match_counts(base), _match_counts(candidate)
     sources = sorted({s.source for s in base})
     f1_a, f1_b = [], []
     for source in sources:
         idx = np.array([i for i, s in enumerate(base) if s.source == source])
-        weights = rng.multinomial(len(idx), np.full(len(idx), 1 / len(idx)), size=draws)
+        weights = _draws(rng, len(idx), draws)
         for arr, out in ((a, f1_a), (b, f1_b)):
-            sums = np.einsum("dn,nck->dck", weights, arr[idx])  # draws x classes x 3
-            with np.errstate(invalid="ignore", divide="ignore"):
-                f1 = 2 * sums[..., 0] / (sums[..., 1] + sums[..., 2])
-            out.append(np.where(sums[..., 2] > 0, f1, np.nan))  # classes with no cells drop out
+            # classes with no cells in a draw are NaN and drop out of the mean
+            out.append(_f1(_resampled_sums(arr[idx], weights)))
     macro_a = np.nanmean(np.concatenate(f1_a, axis=1), axis=1)
     macro_b = np.nanmean(np.concatenate(f1_b, axis=1), axis=1)
     diff = macro_b - macro_a

@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score slide analysis against annotated slides",
         description=(
             "Analyse annotated slides and score counts (accuracy, per-slide MAE) and detections "
-            "(precision/recall/F1 at IoU 0.5) per class, separately for each source. "
+            "(precision/recall/F1 at IoU 0.5) per class, separately for each source, each F1 "
+            "and count accuracy with a 95% interval from resampling the slides. "
             "Exit 0 when the evaluation ran, 2 on usage errors."
         ),
     )
@@ -86,7 +87,13 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from bloodcount.analysis import open_analyzer
-    from bloodcount.evaluation import plot_counts, score_slide, slide_rows, summarise_by_source
+    from bloodcount.evaluation import (
+        bootstrap_intervals,
+        plot_counts,
+        score_slide,
+        slide_rows,
+        summarise_by_source,
+    )
 
     dataset = Path(args.dataset)
     if not dataset.exists():
@@ -110,6 +117,13 @@ def run(args: argparse.Namespace) -> int:
         scores.append(
             score_slide(str(record.image_path), record.source, result.to_dict()["cells"], truth)
         )
+    sources = summarise_by_source(scores)
+    # 95% intervals from resampling slides: how far a figure from a few cells can be trusted.
+    for source, classes in bootstrap_intervals(scores).items():
+        for label, interval in classes.items():
+            metrics = sources[source]["classes"][label]
+            metrics["f1_interval"] = interval["f1"]
+            metrics["count_accuracy_interval"] = interval["count_accuracy"]
     plot = args.plot or str(Path(args.output).with_suffix(".png"))
     plot_counts(scores, plot)
     document = {
@@ -123,15 +137,21 @@ def run(args: argparse.Namespace) -> int:
         "iou_threshold": 0.5,
         "reader": report.summary(),
         "failed": failed,
-        "sources": summarise_by_source(scores),
+        "sources": sources,
         "slides": slide_rows(scores),
         "plot": plot,
     }
     Path(args.output).write_text(json.dumps(document, indent=1) + "\n")
     for source, summary in document["sources"].items():
         parts = [
-            f"{c} F1 {m['f1']:.3f} acc {m['count_accuracy'] or 0:.3f} MAE {m['mae_per_slide']:.2f}"
+            f"{c} F1 {m['f1']:.3f}{_span(m['f1_interval'])} "
+            f"acc {m['count_accuracy'] or 0:.3f}{_span(m['count_accuracy_interval'])} "
+            f"MAE {m['mae_per_slide']:.2f} ({m['true']} cells)"
             for c, m in summary["classes"].items()
         ]
         print(f"{source} ({summary['slides']} slides): " + "; ".join(parts), file=sys.stderr)
     return 0
+
+
+def _span(interval: list[float] | None) -> str:
+    return f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""

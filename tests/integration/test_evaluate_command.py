@@ -33,6 +33,9 @@ def test_evaluate_scores_real_slides_per_source_and_keeps_per_slide_rows(data_di
             m = summary["classes"][label]
             for key in ("matched", "predicted", "true"):
                 assert m[key] == sum(r["classes"][label][key] for r in rows)
+            if m["true"]:
+                low, high = m["f1_interval"]
+                assert low <= m["f1"] <= high
     # The shipped detector finds most red cells on these slides: the rows are real scores.
     rbc = [r["classes"]["RBC"] for r in doc["slides"]]
     assert sum(c["matched"] for c in rbc) >= 0.8 * sum(c["true"] for c in rbc) > 0

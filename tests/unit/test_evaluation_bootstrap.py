@@ -1,4 +1,5 @@
-"""The paired bootstrap that says whether a retrained detector's validation gain is more than noise."""
+"""The bootstraps over slides: is a retrained detector's gain more than noise, and how wide
+is the uncertainty of one figure."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 
 from bloodcount.evaluation import (
     SlideScore,
+    bootstrap_intervals,
     macro_f1,
     paired_bootstrap,
     scores_from_rows,
@@ -58,3 +60,25 @@ def test_slides_must_match_and_rows_round_trip():
         paired_bootstrap(_lab(), _lab()[:-1])
     shuffled = _lab()[::-1]  # order does not matter; the file names pair the slides
     assert paired_bootstrap(_lab(), shuffled, draws=200)["difference_high"] == 0.0
+
+
+def test_intervals_hold_the_figure_and_widen_as_the_cells_get_few():
+    scores = _lab(platelet_hits=(1, 1, 1, 0)) + [
+        _slide(20 + i, "A", (18, 20, 20), (hit, 1, 1)) for i, hit in enumerate([1] * 30 + [0] * 10)
+    ]
+    sources = summarise_by_source(scores)
+    intervals = bootstrap_intervals(scores, draws=1000)
+    for source in ("A", "B"):
+        low, high = intervals[source]["Platelets"]["f1"]
+        assert low <= sources[source]["classes"]["Platelets"]["f1"] <= high
+    width = {
+        s: intervals[s]["Platelets"]["f1"][1] - intervals[s]["Platelets"]["f1"][0] for s in "AB"
+    }
+    assert width["B"] > 2 * width["A"] > 0  # 4 platelets against 40 at the same hit rate
+    # Every slide perfect for white cells: no doubt at all.
+    assert intervals["A"]["WBC"] == {"f1": [1.0, 1.0], "count_accuracy": [1.0, 1.0]}
+
+
+def test_a_class_without_cells_has_no_interval():
+    intervals = bootstrap_intervals(_lab(), draws=100)
+    assert intervals["A"]["Platelets"] == {"f1": None, "count_accuracy": None}
