@@ -184,19 +184,17 @@ def bootstrap_intervals(
     rng = np.random.default_rng(seed)
     tail = 100 * (1 - level) / 2
     counts = _match_counts(scores)
-    out: dict[str, dict[str, dict[str, list[float] | None]]] = {}
+    out = {}
     for source in sorted({s.source for s in scores}):
         idx = np.array([i for i, s in enumerate(scores) if s.source == source])
         sums = _resampled_sums(counts[idx], _draws(rng, len(idx), draws))
         with np.errstate(invalid="ignore", divide="ignore"):
             accuracy = 1 - np.abs(sums[..., 1] - sums[..., 2]) / sums[..., 2]
-        accuracy = np.where(sums[..., 2] > 0, accuracy, np.nan)
-        out[source] = {}
-        for c, label in enumerate(CLASSES):
-            out[source][label] = {
-                name: _interval(values[:, c], tail)
-                for name, values in (("f1", _f1(sums)), ("count_accuracy", accuracy))
-            }
+        figures = {"f1": _f1(sums), "count_accuracy": np.where(sums[..., 2] > 0, accuracy, np.nan)}
+        out[source] = {
+            label: {name: _interval(values[:, c], tail) for name, values in figures.items()}
+            for c, label in enumerate(CLASSES)
+        }
     return out
 
 
