@@ -56,7 +56,8 @@ def _claims(stack, batch_ids) -> dict[str, tuple[str, str | None]]:
 def _new_claims(stack, batch_ids, before) -> dict[str, str]:
     """{slide id: status} of the slides claimed since ``before``."""
     now = _claims(stack, batch_ids)
-    return {i: s for i, (s, token) in now.items() if token and token != before.get(i, (0, 0))[1]}
+    old = {i: token for i, (_, token) in before.items()}
+    return {i: s for i, (s, token) in now.items() if token and token != old.get(i)}
 
 
 def _wait_for_claim(stack, batch_ids, before, timeout: float = 90) -> None:
