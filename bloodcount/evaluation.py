@@ -75,6 +75,11 @@ def score_slide(
     return SlideScore(file, source, true_counts, pred_counts, matches)
 
 
+def _count_accuracy(predicted, true):
+    """1 - |predicted - true| / true over totals (Alam & Islam 2019); scalars or arrays."""
+    return 1 - np.abs(predicted - true) / true
+
+
 def summarise(scores: list[SlideScore]) -> dict[str, Any]:
     """Per-class metrics over ``scores`` (one source), plus slide count and macro F1."""
     out: dict[str, Any] = {"slides": len(scores), "classes": {}}
@@ -92,7 +97,7 @@ def summarise(scores: list[SlideScore]) -> dict[str, Any]:
             "true": n_true,
             "predicted": n_pred,
             "matched": int(tp),
-            "count_accuracy": (1 - abs(n_pred - n_true) / n_true) if n_true else None,
+            "count_accuracy": float(_count_accuracy(n_pred, n_true)) if n_true else None,
             "mae_per_slide": float(np.abs(pred - true).mean()) if len(scores) else None,
             "precision": precision,
             "recall": recall,
@@ -189,7 +194,7 @@ def bootstrap_intervals(
         idx = np.array([i for i, s in enumerate(scores) if s.source == source])
         sums = _resampled_sums(counts[idx], _draws(rng, len(idx), draws))
         with np.errstate(invalid="ignore", divide="ignore"):
-            accuracy = 1 - np.abs(sums[..., 1] - sums[..., 2]) / sums[..., 2]
+            accuracy = _count_accuracy(sums[..., 1], sums[..., 2])
         figures = {"f1": _f1(sums), "count_accuracy": np.where(sums[..., 2] > 0, accuracy, np.nan)}
         out[source] = {
             label: {name: _interval(values[:, c], tail) for name, values in figures.items()}

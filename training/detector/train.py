@@ -3,7 +3,8 @@
 Run (the shipped detector 1.5.0: 24000 steps, about 106 min on 2 cores):
 ``nice -n 10 .venv/bin/python -m training.detector.train --steps 24000 --out var/detector24k``
 then ``python -m training.detector.ship`` (its card lists the exact commands).
-Writes ``model.weights.h5``, ``model.tflite`` and ``train_log.json`` to ``--out``.
+Writes ``model.weights.h5``, ``model.tflite`` and ``train_log.json`` to ``--out`` (with
+``--ema``, also ``model.raw.weights.h5``: the final weights before averaging).
 
 The loop is Keras's own ``fit`` on backend-neutral ops, so the same command trains under
 ``KERAS_BACKEND=jax`` on a GPU; ``--workers N`` then makes the augmented batches in N
