@@ -14,8 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score slide analysis against annotated slides",
         description=(
             "Analyse annotated slides and score counts (accuracy, per-slide MAE) and detections "
-            "(precision/recall/F1 at IoU 0.5) per class, separately for each source, each F1 "
-            "and count accuracy with a 95% interval from resampling the slides. "
+            "(precision/recall/F1 at IoU 0.5) per class, for each source and for each lab group "
+            "of the targets (BCCD lab; other labs: PBC and Raabin), each F1 and count accuracy with a 95% interval from resampling the slides. "
             "Exit 0 when the evaluation ran, 2 on usage errors."
         ),
     )
@@ -88,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
 
     from bloodcount.analysis import open_analyzer
     from bloodcount.evaluation import (
-        bootstrap_intervals,
+        by_lab_group,
+        by_source,
         plot_counts,
         score_slide,
         slide_rows,
-        summarise_by_source,
     )
 
     dataset = Path(args.dataset)
@@ -117,13 +117,8 @@ def run(args: argparse.Namespace) -> int:
         scores.append(
             score_slide(str(record.image_path), record.source, result.to_dict()["cells"], truth)
         )
-    sources = summarise_by_source(scores)
-    # 95% intervals from resampling slides: how far a figure from a few cells can be trusted.
-    for source, classes in bootstrap_intervals(scores).items():
-        for label, interval in classes.items():
-            metrics = sources[source]["classes"][label]
-            metrics["f1_interval"] = interval["f1"]
-            metrics["count_accuracy_interval"] = interval["count_accuracy"]
+    sources = _summary_with_intervals(scores, by_source)
+    groups = _summary_with_intervals(scores, by_lab_group)
     plot = args.plot or str(Path(args.output).with_suffix(".png"))
     plot_counts(scores, plot)
     document = {
@@ -138,19 +133,34 @@ def run(args: argparse.Namespace) -> int:
         "reader": report.summary(),
         "failed": failed,
         "sources": sources,
+        "groups": groups,
         "slides": slide_rows(scores),
         "plot": plot,
     }
     Path(args.output).write_text(json.dumps(document, indent=1) + "\n")
-    for source, summary in document["sources"].items():
+    for name, summary in [*sources.items(), *groups.items()]:
         parts = [
             f"{c} F1 {m['f1']:.3f}{_span(m['f1_interval'])} "
             f"acc {m['count_accuracy'] or 0:.3f}{_span(m['count_accuracy_interval'])} "
             f"MAE {m['mae_per_slide']:.2f} ({m['true']} cells)"
             for c, m in summary["classes"].items()
         ]
-        print(f"{source} ({summary['slides']} slides): " + "; ".join(parts), file=sys.stderr)
+        print(f"{name} ({summary['slides']} slides): " + "; ".join(parts), file=sys.stderr)
     return 0
+
+
+def _summary_with_intervals(scores, key) -> dict:
+    """Per-group metrics, each F1 and count accuracy with its 95% interval from resampling
+    the group's slides: how far a figure from a few cells can be trusted."""
+    from bloodcount.evaluation import bootstrap_intervals, summarise_by
+
+    summary = summarise_by(scores, key)
+    for name, classes in bootstrap_intervals(scores, key=key).items():
+        for label, interval in classes.items():
+            metrics = summary[name]["classes"][label]
+            metrics["f1_interval"] = interval["f1"]
+            metrics["count_accuracy_interval"] = interval["count_accuracy"]
+    return summary
 
 
 def _span(interval: list[float] | None) -> str:

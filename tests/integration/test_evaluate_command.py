@@ -36,6 +36,15 @@ def test_evaluate_scores_real_slides_per_source_and_keeps_per_slide_rows(data_di
             if m["true"]:
                 low, high = m["f1_interval"]
                 assert low <= m["f1"] <= high
+    # The target groups pool their sources' slides: BCCD's lab, and the other labs.
+    groups = {"BCCD lab": {"txl-bccd"}, "other labs (PBC, Raabin)": {"txl-pbc", "txl-raabin"}}
+    assert set(doc["groups"]) == set(groups)
+    for name, members in groups.items():
+        rows = [r for r in doc["slides"] if r["source"] in members]
+        assert doc["groups"][name]["slides"] == len(rows) > 0
+        for label in CLASSES:
+            matched = doc["groups"][name]["classes"][label]["matched"]
+            assert matched == sum(r["classes"][label]["matched"] for r in rows)
     # The shipped detector finds most red cells on these slides: the rows are real scores.
     rbc = [r["classes"]["RBC"] for r in doc["slides"]]
     assert sum(c["matched"] for c in rbc) >= 0.8 * sum(c["true"] for c in rbc) > 0

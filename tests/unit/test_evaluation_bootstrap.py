@@ -8,10 +8,12 @@ import pytest
 from bloodcount.evaluation import (
     SlideScore,
     bootstrap_intervals,
+    by_lab_group,
     macro_f1,
     paired_bootstrap,
     scores_from_rows,
     slide_rows,
+    summarise_by,
     summarise_by_source,
 )
 
@@ -82,3 +84,21 @@ def test_intervals_hold_the_figure_and_widen_as_the_cells_get_few():
 def test_a_class_without_cells_has_no_interval():
     intervals = bootstrap_intervals(_lab(), draws=100)
     assert intervals["A"]["Platelets"] == {"f1": None, "count_accuracy": None}
+
+
+def test_lab_groups_pool_the_other_labs_and_keep_unknown_sources_apart():
+    scores = [
+        _slide(0, "txl-pbc", (20, 20, 20), (1, 1, 1)),
+        _slide(1, "txl-raabin", (10, 20, 20), (0, 2, 1)),
+        _slide(2, "txl-bccd", (20, 20, 20), (1, 1, 1)),
+        _slide(3, "lab-x", (5, 5, 5), (0, 0, 0)),
+    ]
+    groups = summarise_by(scores, by_lab_group)
+    assert set(groups) == {"BCCD lab", "other labs (PBC, Raabin)", "lab-x"}
+    other = groups["other labs (PBC, Raabin)"]["classes"]["Platelets"]
+    assert (other["matched"], other["predicted"], other["true"]) == (1, 3, 2)
+    assert other["f1"] == pytest.approx(2 * 1 / (3 + 2))
+    intervals = bootstrap_intervals(scores, draws=200, key=by_lab_group)
+    assert set(intervals) == set(groups)
+    low, high = intervals["other labs (PBC, Raabin)"]["RBC"]["f1"]
+    assert low < groups["other labs (PBC, Raabin)"]["classes"]["RBC"]["f1"] < high
