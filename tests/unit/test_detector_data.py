@@ -94,3 +94,18 @@ def test_a_hung_batch_worker_is_an_error_not_a_silent_wait():
         cwd=Path(__file__).parents[2],
     )
     assert "no batch from the 1 batch workers in 1 s" in done.stdout, done.stderr[-2000:]
+
+
+def test_platelet_focus_draws_windows_that_hold_a_platelet():
+    slide = _slide()  # a red cell at the left, a "platelet" (class 2) far right
+    slide = Slide("p", "test", slide.image, slide.boxes, np.array([0, 2]), slide.colour, 1.0, 1.0)
+
+    def platelet_crops(focus: float) -> int:
+        batches = [
+            batch_at([slide], 8, 64, seed=1, index=i, platelet_focus=focus) for i in range(10)
+        ]
+        heat = np.concatenate([y for _, y in batches])[..., 2]
+        return int((heat.max(axis=(1, 2)) == 1.0).sum())
+
+    assert platelet_crops(1.0) == 80  # every window holds the whole platelet
+    assert platelet_crops(0.0) < 60  # a 64 px window on a 200 px slide often misses it

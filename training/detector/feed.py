@@ -50,10 +50,11 @@ BATCH_TIMEOUT = 300  # seconds; a batch of 64 crops takes about 0.2 s on one cor
 def _pool_batch(index: int):
     from training.detector.data import batch_at
 
-    return batch_at(*_POOL_ARGS, index)
+    *args, platelet_focus = _POOL_ARGS
+    return batch_at(*args, index, platelet_focus)
 
 
-def batches(slides, batch: int, crop: int, seed: int, workers: int):
+def batches(slides, batch: int, crop: int, seed: int, workers: int, platelet_focus: float = 0.0):
     """Endless (float32 images, packed targets): in this process, or from ``workers`` forks.
 
     The pool keeps a bounded number of batches in flight, so memory stays flat however far
@@ -69,13 +70,13 @@ def batches(slides, batch: int, crop: int, seed: int, workers: int):
         def serial():
             index = 0
             while True:
-                yield as_float(batch_at(slides, batch, crop, seed, index))
+                yield as_float(batch_at(slides, batch, crop, seed, index, platelet_focus))
                 index += 1
 
         yield from _prefetch(serial())
         return
     global _POOL_ARGS
-    _POOL_ARGS = (slides, batch, crop, seed)
+    _POOL_ARGS = (slides, batch, crop, seed, platelet_focus)
     # fork: the workers share the decoded slides without copying them. Fork before a Keras
     # backend starts its threads (training.detector.train does): forked after a TensorFlow run, workers were
     # seen to hang on a lock held at fork time, which the timeout below turns into an error.

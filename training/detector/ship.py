@@ -63,6 +63,10 @@ def _train_commands(train_log: dict, run: Path) -> list[str]:
         flags += f" --lr {train_log['lr']:g}"
     if train_log.get("workers"):
         flags += f" --workers {train_log['workers']}"
+    if train_log.get("ema"):
+        flags += f" --ema {train_log['ema']:g}"
+    if train_log.get("platelet_focus"):
+        flags += f" --platelet-focus {train_log['platelet_focus']:g}"
     if train_log.get("init"):
         flags += f" --init {train_log['init']}"  # that run's own card or log says how it was made
     if backend == "tensorflow":

@@ -54,6 +54,7 @@ def train(
     export: bool = True,
     init: Path | None = None,
     ema: float | None = None,
+    platelet_focus: float = 0.0,
 ):
     """Train for ``steps`` steps (cosine learning rate, warm-up) and export; return the Keras model.
 
@@ -71,7 +72,7 @@ def train(
     records = data.txl_records("train", data_dir)[:limit]
     slides = [data.load_slide(r) for r in records]
     print(f"{len(slides)} train slides at canonical scale in {time.time() - t0:.0f}s", flush=True)
-    stream = batches(slides, batch, crop, seed, workers)
+    stream = batches(slides, batch, crop, seed, workers, platelet_focus)
     first = next(stream)  # starts the pool (forks) before Keras loads its backend
 
     import keras
@@ -153,6 +154,7 @@ def train(
                 "workers": workers,
                 "init": None if init is None else str(init),
                 "ema": ema,
+                "platelet_focus": platelet_focus,
                 "device": _device(backend, workers),
                 "seconds": seconds,
                 "log": log,
@@ -187,6 +189,13 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         help="keep a moving average of the weights with this momentum (e.g. 0.998) and ship it",
     )
+    parser.add_argument(
+        "--platelet-focus",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of crops from slides with platelets drawn around one of them (default 0)",
+    )
     args = parser.parse_args(argv)
     train(
         args.out,
@@ -201,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         export=not args.no_export,
         init=args.init,
         ema=args.ema,
+        platelet_focus=args.platelet_focus,
     )
 
 
