@@ -19,9 +19,9 @@ from bloodcount.vision.geometry import as_boxes, iou_matrix
 
 IOU_THRESHOLD = 0.5
 
-# The issue's target groups: the lab whose slides most of the training set comes from (BCCD,
-# scored against TXL-PBC's complete labels), and the other labs (PBC and Raabin images), whose
-# floors are set for the group. Reports give each source too, so a miss inside a group shows.
+# The targets' groups: the study's own lab ("same lab": BCCD slides, scored against TXL-PBC's
+# complete labels) and the other labs (PBC and Raabin images), whose floors are set for the
+# two pooled. Reports give each source too, so a miss inside a group shows.
 LAB_GROUPS = {
     "txl-bccd": "BCCD lab",
     "bccd": "BCCD lab",

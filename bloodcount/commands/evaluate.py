@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Analyse annotated slides and score counts (accuracy, per-slide MAE) and detections "
             "(precision/recall/F1 at IoU 0.5) per class, for each source and for each lab group "
-            "of the targets (BCCD lab; other labs: PBC and Raabin), each F1 and count accuracy with a 95% interval from resampling the slides. "
+            "of the targets (BCCD lab; other labs: PBC and Raabin), each F1 and count accuracy "
+            "with a 95% interval from resampling the slides. "
             "Exit 0 when the evaluation ran, 2 on usage errors."
         ),
     )
