@@ -4,10 +4,15 @@ The network (``training/detector``) maps a slide at the canonical cell scale to,
 pixels, three class-centre heatmaps (RBC, WBC, Platelets), a box size and a sub-cell
 centre offset. A cell is a local maximum (3x3) of the strongest class heatmap above that
 class's threshold (tuned on the validation side, stored in ``card.json``).
+
+A card may list ``members``: more networks (``member-N.tflite``, each with its sha256) whose
+outputs are averaged with ``model.tflite``'s. ``training.detector.ship --member`` writes
+such a folder; the shipped detector is a single network (see training/README.md for why).
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -100,7 +105,13 @@ def suppress_overlaps(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.n
 class DenseDetector:
     """A LiteRT interpreter for the dense detector; build it once per process with :meth:`load`."""
 
-    def __init__(self, model_path: Path, card: dict, num_threads: int = 1) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        card: dict,
+        num_threads: int = 1,
+        member_paths: list[Path] | tuple[Path, ...] = (),
+    ) -> None:
         self.card = card
         if tuple(card["classes"]) != CLASSES:
             raise DetectorError(
@@ -120,9 +131,12 @@ class DenseDetector:
         # Peaks whose boxes overlap more than this are one cell (tuned on validation; None: off).
         nms = card.get("nms_iou")
         self.nms_iou = None if nms is None else float(nms)
-        self._model = Path(model_path).read_bytes()
+        # An ensemble: the outputs of model.tflite and of each member network are averaged
+        # (each with its own mirror pass when flip_average is on), so one training run's
+        # luck on a borderline cell counts for less.
+        self._models = [Path(p).read_bytes() for p in (model_path, *member_paths)]
         self._threads = num_threads
-        self._interpreters: OrderedDict[tuple[int, int], object] = OrderedDict()
+        self._interpreters: OrderedDict[tuple[int, int, int], object] = OrderedDict()
         # An interpreter is not re-entrant; a thread-pooled worker must take turns.
         self._lock = threading.Lock()
 
@@ -135,31 +149,42 @@ class DenseDetector:
             DetectorError,
             "no detector in {dir}: expected model.tflite and card.json",
         )
-        return cls(model_path, card, num_threads=num_threads)
+        members = []
+        for entry in card.get("members", []):
+            path = model_path.parent / entry["file"]
+            if not path.is_file():
+                raise DetectorError(
+                    f"{model_path.parent}: card.json names member {entry['file']}, absent"
+                )
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest != entry["sha256"]:
+                raise DetectorError(f"{path}: sha256 {digest[:12]}… does not match card.json")
+            members.append(path)
+        return cls(model_path, card, num_threads=num_threads, member_paths=members)
 
     @property
     def info(self) -> dict[str, str]:
         """The model identity recorded with every result."""
         return {k: str(self.card[k]) for k in ("name", "version", "sha256")}
 
-    def _interpreter(self, height: int, width: int):
-        key = (height, width)
+    def _interpreter(self, member: int, height: int, width: int):
+        key = (member, height, width)
         if key in self._interpreters:
             self._interpreters.move_to_end(key)
             return self._interpreters[key]
         from ai_edge_litert.interpreter import Interpreter
 
-        interpreter = Interpreter(model_content=self._model, num_threads=self._threads)
+        interpreter = Interpreter(model_content=self._models[member], num_threads=self._threads)
         index = interpreter.get_input_details()[0]["index"]
         interpreter.resize_tensor_input(index, [1, height, width, 3])
         interpreter.allocate_tensors()
         self._interpreters[key] = interpreter
-        if len(self._interpreters) > SHAPE_CACHE:
+        if len(self._interpreters) > SHAPE_CACHE * len(self._models):
             self._interpreters.popitem(last=False)
         return interpreter
 
-    def _run(self, image: np.ndarray) -> np.ndarray:
-        interpreter = self._interpreter(*image.shape[:2])
+    def _run(self, image: np.ndarray, member: int = 0) -> np.ndarray:
+        interpreter = self._interpreter(member, *image.shape[:2])
         index = interpreter.get_input_details()[0]["index"]
         interpreter.set_tensor(index, image[None].astype(np.float32))
         interpreter.invoke()
@@ -168,11 +193,15 @@ class DenseDetector:
     def predict(self, image: np.ndarray) -> np.ndarray:
         """The H/stride x W/stride x 7 output for one RGB uint8 image (sides multiples of 32)."""
         with self._lock:
-            out = self._run(image)
-            if not self.flip_average:
-                return out
-            # cv2.flip: the same pixels as image[:, ::-1], ~15x faster than numpy's strided copy.
-            mirrored = self._run(cv2.flip(image, 1))[:, ::-1]
+            outs = [self._one(image, m) for m in range(len(self._models))]
+        return outs[0] if len(outs) == 1 else np.mean(outs, axis=0, dtype=np.float32)
+
+    def _one(self, image: np.ndarray, member: int) -> np.ndarray:
+        out = self._run(image, member)
+        if not self.flip_average:
+            return out
+        # cv2.flip: the same pixels as image[:, ::-1], ~15x faster than numpy's strided copy.
+        mirrored = self._run(cv2.flip(image, 1), member)[:, ::-1]
         merged = (out + mirrored) / 2
         # A mirrored x offset d inside a cell is 1 - d in the original cell.
         merged[..., 5] = (out[..., 5] + 1.0 - mirrored[..., 5]) / 2

@@ -109,3 +109,34 @@ def test_the_batch_pool_feeds_real_slides_as_the_training_command_forks_it(data_
         cwd=Path(__file__).parents[2],
     )
     assert done.returncode == 0 and "same stream" in done.stdout, done.stderr[-2000:]
+
+
+def test_ship_writes_an_ensemble_that_loads_and_names_each_network(data_dir, tmp_path, monkeypatch):
+    """`ship --member`: a run plus a shipped detector become one folder, each file checked."""
+    from bloodcount.vision.dense_detector import DETECTOR_DIR
+    from training.detector import ship
+
+    monkeypatch.setenv("BLOODCOUNT_DATA", str(data_dir))
+    run, out = tmp_path / "run", tmp_path / "out"
+    run.mkdir()
+    blob = (DETECTOR_DIR / "model.tflite").read_bytes()
+    (run / "model.tflite").write_bytes(blob)
+    shipped = json.loads((DETECTOR_DIR / "card.json").read_text())
+    log = {k: shipped["training"][k] for k in ("steps", "batch", "crop", "lr", "seed")}
+    log.update(train_slides=1, seconds=1.0, log=[{"step": 1}], backend="jax")
+    (run / "train_log.json").write_text(json.dumps(log))
+    ship.main(
+        ["--run", str(run), "--member", str(DETECTOR_DIR), "--out", str(out)]
+        + ["--inference-scales", "1.0", "--nms-ious", "0.5", "--version", "0.0.1"]
+    )
+    card = json.loads((out / "card.json").read_text())
+    [member] = card["members"]
+    assert member["file"] == "member-1.tflite" and member["sha256"] == shipped["sha256"]
+    assert member["detector"] == f"{shipped['name']} {shipped['version']}"
+    assert (out / "member-1.tflite").read_bytes() == blob
+    assert "--member" in card["commands"][-1] and "ensemble" in (out / "card.md").read_text()
+    # Two copies of one network tune to that network's own validation figures.
+    assert card["metrics"]["val"] == ship.score(
+        ship.suppressed(ship.collect(run / "model.tflite", "val"), 0.5), card["thresholds"]
+    )
+    assert DenseDetector.load(out).info["version"] == "0.0.1"

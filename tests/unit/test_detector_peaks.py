@@ -79,7 +79,7 @@ def test_canonical_image_is_padded_to_the_network_multiple_with_glass():
 class _OneCellNet(DenseDetector):
     """A stand-in network: one red-cell peak at the centre of the dark pixels, exact offsets."""
 
-    def _run(self, image: np.ndarray) -> np.ndarray:
+    def _run(self, image: np.ndarray, member: int = 0) -> np.ndarray:
         out = np.zeros((image.shape[0] // 4, image.shape[1] // 4, 7), np.float32)
         ys, xs = np.nonzero(image[..., 0] < 100)
         cx, cy = xs.mean() + 0.5, ys.mean() + 0.5  # pixel centres, in continuous coordinates
@@ -88,10 +88,8 @@ class _OneCellNet(DenseDetector):
         return out
 
 
-@pytest.mark.parametrize("flip_average", [False, True])
-def test_mirror_averaging_keeps_the_cell_where_it_is(tmp_path, flip_average):
-    (tmp_path / "model.tflite").write_bytes(b"unused by the stand-in")
-    card = {
+def _stand_in_card(flip_average: bool) -> dict:
+    return {
         "classes": ["RBC", "WBC", "Platelets"],
         "stride": 4,
         "size_unit": 16.0,
@@ -99,12 +97,41 @@ def test_mirror_averaging_keeps_the_cell_where_it_is(tmp_path, flip_average):
         "thresholds": {"RBC": 0.5, "WBC": 0.5, "Platelets": 0.5},
         "flip_average": flip_average,
     }
+
+
+@pytest.mark.parametrize("flip_average", [False, True])
+def test_mirror_averaging_keeps_the_cell_where_it_is(tmp_path, flip_average):
+    (tmp_path / "model.tflite").write_bytes(b"unused by the stand-in")
+    card = _stand_in_card(flip_average)
     net = _OneCellNet(tmp_path / "model.tflite", card)
     image = np.full((32, 64, 3), 230, np.uint8)
     image[9:12, 19:24] = 50  # centre (21.5, 10.5): off the 4-px grid in both directions
     peaks = net.find(image)
     assert len(peaks.boxes) == 1 and peaks.labels.tolist() == [0]
     np.testing.assert_allclose(peaks.boxes[0], [13.5, 2.5, 29.5, 18.5], atol=1e-4)
+
+
+class _TwoNets(DenseDetector):
+    """Stand-in members: each puts its own constant on every output channel."""
+
+    def _run(self, image: np.ndarray, member: int = 0) -> np.ndarray:
+        out = np.zeros((image.shape[0] // 4, image.shape[1] // 4, 7), np.float32)
+        out[...] = (0.2, 0.6)[member]
+        return out
+
+
+@pytest.mark.parametrize("flip_average", [False, True])
+def test_an_ensemble_predicts_the_mean_of_its_members(tmp_path, flip_average):
+    (tmp_path / "model.tflite").write_bytes(b"first")
+    (tmp_path / "member.tflite").write_bytes(b"second")
+    card = _stand_in_card(flip_average)
+    nets = _TwoNets(tmp_path / "model.tflite", card, member_paths=[tmp_path / "member.tflite"])
+    out = nets.predict(np.zeros((32, 64, 3), np.uint8))
+    assert out.shape == (8, 16, 7)
+    np.testing.assert_allclose(out[..., :5], 0.4, atol=1e-6)
+    # The x offset of a mirror pass d is 1 - d: (0.2 + 0.8) / 2 and (0.6 + 0.4) / 2 average to 0.5.
+    np.testing.assert_allclose(out[..., 5], 0.5 if flip_average else 0.4, atol=1e-6)
+    np.testing.assert_allclose(out[..., 6], 0.4, atol=1e-6)
 
 
 def test_a_large_slide_is_measured_at_slide_resolution(monkeypatch):

@@ -38,3 +38,29 @@ def test_a_tampered_detector_is_refused(tmp_path):
         DenseDetector.load(tmp_path)
     with pytest.raises(DetectorError, match="no detector"):
         DenseDetector.load(tmp_path / "missing")
+
+
+def _ensemble_of_the_shipped_network(folder, blob_for_member):
+    """A detector folder: the shipped network plus one member file holding ``blob_for_member``."""
+    card = json.loads((DETECTOR_DIR / "card.json").read_text())
+    (folder / "model.tflite").write_bytes((DETECTOR_DIR / "model.tflite").read_bytes())
+    (folder / "member-1.tflite").write_bytes(blob_for_member)
+    card["members"] = [{"file": "member-1.tflite", "sha256": card["sha256"]}]
+    (folder / "card.json").write_text(json.dumps(card))
+
+
+def test_an_ensemble_averages_its_networks_and_checks_each_file(tmp_path):
+    blob = (DETECTOR_DIR / "model.tflite").read_bytes()
+    _ensemble_of_the_shipped_network(tmp_path, blob)
+    ensemble, single = DenseDetector.load(tmp_path), DenseDetector.load(DETECTOR_DIR)
+    image = to_canonical(np.full((200, 300, 3), 225, np.uint8), radius=16).image
+    image[60:100, 100:140] = (200, 120, 130)  # something cell-coloured for the heatmaps
+    # Two copies of one network: the mean of two equal outputs is that output.
+    np.testing.assert_allclose(ensemble.predict(image), single.predict(image), atol=1e-6)
+
+    _ensemble_of_the_shipped_network(tmp_path, blob + b"x")
+    with pytest.raises(DetectorError, match="member-1.tflite: sha256"):
+        DenseDetector.load(tmp_path)
+    (tmp_path / "member-1.tflite").unlink()
+    with pytest.raises(DetectorError, match="names member member-1.tflite, absent"):
+        DenseDetector.load(tmp_path)

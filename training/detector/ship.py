@@ -4,15 +4,17 @@
 [--test-eval eval-test.json]`` copies ``model.tflite``, picks each class's peak threshold
 for the best validation F1 (IoU 0.5, TXL-PBC labels), and writes ``card.json`` and
 ``card.md``. Test-side figures come only from a ``bloodcount evaluate --split test`` run of
-the shipped model (``--test-eval``), never from tuning.
+the shipped model (``--test-eval``), never from tuning. ``--member DIR`` (repeatable) adds
+another network, from a training run or a shipped detector, whose output is averaged with
+``--run``'s: an ensemble, tuned and carded like any detector.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,10 @@ from bloodcount.vision.canonical import CANONICAL_RADIUS, CANONICAL_RBC_SIZE, PA
 
 NAME = "bloodcount-dense-detector"
 GRID = np.round(np.arange(0.05, 0.901, 0.025), 3)
+
+
+def sha256_bytes(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
 
 
 def _card_base(
@@ -78,14 +84,33 @@ def _train_commands(train_log: dict, run: Path) -> list[str]:
     ]
 
 
+def _member(folder: Path) -> tuple[Path, dict]:
+    """(model.tflite, how it was trained) of a training run's folder or of a shipped detector's."""
+    if (folder / "train_log.json").is_file():
+        log = json.loads((folder / "train_log.json").read_text())
+        keys = ("steps", "batch", "crop", "lr", "seed", "backend", "device", "seconds")
+        return folder / "model.tflite", {"run": str(folder), **{k: log.get(k) for k in keys}}
+    card = json.loads((folder / "card.json").read_text())
+    if card.get("members"):
+        raise SystemExit(f"{folder} is itself an ensemble: name its networks' folders instead")
+    return folder / "model.tflite", {
+        "detector": f"{card['name']} {card['version']}",
+        **card["training"],
+    }
+
+
 def collect(
     model_path: Path,
     side: str,
     data_dir: Path | None = None,
     flip_average: bool = False,
     inference_scale: float = 1.0,
+    member_paths: tuple[Path, ...] = (),
 ):
-    """(record, Detections) for every TXL slide on ``side``, peaks kept down to the lowest threshold."""
+    """(record, Detections) for every TXL slide on ``side``, peaks kept down to the lowest threshold.
+
+    ``member_paths``: more networks whose outputs are averaged with ``model_path``'s.
+    """
     import cv2
 
     from bloodcount.vision.dense_detector import DenseDetector
@@ -95,7 +120,7 @@ def collect(
     card = _card_base(
         model_path, {c: float(GRID[0]) for c in CLASSES}, flip_average, inference_scale
     )
-    detector = DenseDetector(model_path, card)
+    detector = DenseDetector(model_path, card, member_paths=member_paths)
     out = []
     for record in txl_records(side, data_dir):
         image = cv2.cvtColor(
@@ -200,6 +225,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", type=Path, default=Path("var/detector"))
     parser.add_argument("--out", type=Path, default=Path("bloodcount/models/detector"))
     parser.add_argument(
+        "--member",
+        type=Path,
+        action="append",
+        default=[],
+        help="another network to average with --run's: a training run's folder or a shipped "
+        "detector's (repeatable; the card lists each with its sha256)",
+    )
+    parser.add_argument(
         "--flip-average",
         action="store_true",
         help="average each slide's output with its mirror image's (tuned that way)",
@@ -226,10 +259,19 @@ def main(argv: list[str] | None = None) -> None:
     from training.split import manifest_sha256
 
     model_path = args.run / "model.tflite"
+    members = [_member(folder) for folder in args.member]
+    # Read every network now: --out may be the folder a member is shipped in.
+    blobs = [model_path.read_bytes(), *(p.read_bytes() for p, _ in members)]
     candidates = []
     nms_choices = [None if v.strip() == "none" else float(v) for v in args.nms_ious.split(",")]
     for k in (float(v) for v in args.inference_scales.split(",")):
-        peaks = collect(model_path, "val", flip_average=args.flip_average, inference_scale=k)
+        peaks = collect(
+            model_path,
+            "val",
+            flip_average=args.flip_average,
+            inference_scale=k,
+            member_paths=tuple(p for p, _ in members),
+        )
         for nms_iou in nms_choices:
             val = suppressed(peaks, nms_iou)
             thresholds = tune(val)
@@ -273,11 +315,24 @@ def main(argv: list[str] | None = None) -> None:
                 "candidates": {f"{c[1]}/nms {c[4]}": round(c[0], 4) for c in candidates},
             },
             "metrics": {"val": val_metrics},
+            **(
+                {
+                    "members": [
+                        {"file": f"member-{i}.tflite", "sha256": sha256_bytes(blob), **trained}
+                        for i, (blob, (_, trained)) in enumerate(
+                            zip(blobs[1:], members, strict=True), start=1
+                        )
+                    ]
+                }
+                if members
+                else {}
+            ),
             "notes": args.note,
             "created": dt.date.today().isoformat(),
             "commands": [
                 *_train_commands(train_log, args.run),
                 f"nice -n 10 .venv/bin/python -m training.detector.ship --run {args.run} --out {args.out}"
+                + "".join(f" --member {m}" for m in args.member)
                 + (" --flip-average" if args.flip_average else "")
                 + f" --inference-scales {args.inference_scales} --nms-ious {args.nms_ious}"
                 + f" --version {args.version}"
@@ -286,7 +341,11 @@ def main(argv: list[str] | None = None) -> None:
         }
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(model_path, args.out / "model.tflite")
+    for stale in args.out.glob("member-*.tflite"):
+        stale.unlink()
+    (args.out / "model.tflite").write_bytes(blobs[0])
+    for i, blob in enumerate(blobs[1:], start=1):
+        (args.out / f"member-{i}.tflite").write_bytes(blob)
     if args.test_eval:
         ev = json.loads(args.test_eval.read_text())
         if ev["model"]["sha256"] != card["sha256"]:
@@ -322,6 +381,18 @@ def main(argv: list[str] | None = None) -> None:
         "box sizes and offsets every 4 px; cells are 3x3 heatmap peaks above the per-class thresholds.",
         "",
         f"- sha256 `{card['sha256']}`",
+        *(
+            [
+                f"- ensemble: the mean output of model.tflite and {len(members)} more network(s): "
+                + "; ".join(
+                    f"`{m['file']}` (sha256 `{m['sha256'][:12]}`, "
+                    f"{m.get('detector') or m.get('run')}, seed {m.get('seed')})"
+                    for m in card["members"]
+                )
+            ]
+            if members
+            else []
+        ),
         f"- thresholds (tuned on validation): {thresholds}",
         f"- inference scale {scale} x canonical, flip averaging {args.flip_average}, "
         f"box-overlap suppression {'off' if nms_iou is None else f'IoU > {nms_iou}'} (chosen on validation: "
