@@ -140,3 +140,38 @@ def test_ship_writes_an_ensemble_that_loads_and_names_each_network(data_dir, tmp
         ship.suppressed(ship.collect(run / "model.tflite", "val"), 0.5), card["thresholds"]
     )
     assert DenseDetector.load(out).info["version"] == "0.0.1"
+
+
+@pytest.mark.slow
+def test_an_ensemble_exports_as_one_graph_whose_output_is_the_mean(tmp_path):
+    """`export --ensemble-with`: two networks in one LiteRT graph, equal to their mean."""
+    pytest.importorskip("tensorflow")
+    from training.detector import export
+    from training.detector.model import build_detector
+    from training.detector.ship import _train_commands
+
+    runs = [tmp_path / "seed1", tmp_path / "seed2"]
+    for seed, run in enumerate(runs, start=1):
+        run.mkdir()
+        net, _ = build_detector(None, seed=seed)
+        for name in ("heatmap", "box_regression"):  # untrained heads sit near their priors
+            kernel, bias = net.get_layer(name).get_weights()
+            net.get_layer(name).set_weights([kernel, bias + 0.5 * seed])
+        net.save_weights(run / "model.weights.h5")
+        log = dict(steps=2, batch=2, crop=96, lr=2e-3, seed=seed, seconds=1.5, log=[])
+        (run / "train_log.json").write_text(json.dumps(log))
+        export.main(["--run", str(run)])
+    out = tmp_path / "ensemble"
+    export.main(["--run", str(runs[0]), "--ensemble-with", str(runs[1]), "--out", str(out)])
+    card = {"classes": ["RBC", "WBC", "Platelets"], "stride": 4, "size_unit": 16.0}
+    card.update(canonical_radius=16.0, thresholds={"RBC": 0.5, "WBC": 0.5, "Platelets": 0.5})
+    image = to_canonical(np.random.default_rng(0).integers(0, 255, (96, 128, 3), np.uint8)).image
+    a, b, both = (DenseDetector(p / "model.tflite", card).predict(image) for p in [*runs, out])
+    assert np.abs(a - b).max() > 1e-3
+    np.testing.assert_allclose(both, (a + b) / 2, atol=1e-5)
+    log = json.loads((out / "train_log.json").read_text())
+    assert [m["seed"] for m in log["ensemble_of"]] == [1, 2] and log["seconds"] == 3.0
+    commands = _train_commands(log, out)
+    # TensorFlow runs (no backend in these logs): one command per run, then the export.
+    assert "--seed 1 " in commands[0] and "--seed 2 " in commands[1] and len(commands) == 3
+    assert commands[2].endswith(f"--ensemble-with {runs[1]} --out {out}")

@@ -61,8 +61,18 @@ def _card_base(
 
 def _train_commands(train_log: dict, run: Path) -> list[str]:
     """The command(s) that retrain this run from its log: its backend, batch and workers."""
+    if "ensemble_of" in train_log:  # one graph made of several runs (export --ensemble-with)
+        runs = [m["run"] for m in train_log["ensemble_of"]]
+        return [
+            *(c for m in train_log["ensemble_of"] for c in _train_commands(m, Path(m["run"]))),
+            f".venv/bin/python -m training.detector.export --run {runs[0]}"
+            + "".join(f" --ensemble-with {r}" for r in runs[1:])
+            + f" --out {run}",
+        ]
     backend = train_log.get("backend", "tensorflow")
     flags = f"--steps {train_log['steps']}"
+    if train_log.get("seed"):
+        flags += f" --seed {train_log['seed']}"
     if train_log["batch"] != 16:
         flags += f" --batch {train_log['batch']}"
     if train_log["lr"] != 2e-3:
