@@ -99,7 +99,10 @@ def main() -> None:
         section = SECTION if args.method == "dense" else f"{SECTION} (classical)"
         block = f"{section}\n" + "\n".join(lines) + "\n"
         if f"{section}\n" in text:
-            text = re.sub(rf"{re.escape(section)}\n(?:- .*\n)*", lambda _: block, text)
+            # A new run replaces the section's bullet lines and their indented continuations
+            # (hand-written notes under the last run go with it; earlier records are kept
+            # by hand below the new one).
+            text = re.sub(rf"{re.escape(section)}\n(?:(?:- |  ).*\n)*", lambda _: block, text)
         else:
             text = text.rstrip("\n") + "\n\n" + block
         results.write_text(text)
