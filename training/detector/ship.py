@@ -6,7 +6,10 @@ for the best validation F1 (IoU 0.5, TXL-PBC labels), and writes ``card.json`` a
 ``card.md``. Test-side figures come only from a ``bloodcount evaluate --split test`` run of
 the shipped model (``--test-eval``), never from tuning. ``--member DIR`` (repeatable) adds
 another network, from a training run or a shipped detector, whose output is averaged with
-``--run``'s: an ensemble, tuned and carded like any detector.
+``--run``'s: an ensemble, tuned and carded like any detector. Separate files cost one LiteRT
+interpreter per network and slide shape; runs whose Keras weights exist are cheaper as one
+graph (``export --ensemble-with``), so ``--member`` is for networks kept only as LiteRT
+files, such as a shipped detector's.
 """
 
 from __future__ import annotations
