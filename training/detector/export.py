@@ -68,8 +68,12 @@ def ensemble_log(runs: list[Path]) -> dict:
     return merged
 
 
+def sha256_bytes(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_bytes(Path(path).read_bytes())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 from pathlib import Path
 
@@ -28,10 +27,6 @@ from bloodcount.vision.canonical import CANONICAL_RADIUS, CANONICAL_RBC_SIZE, PA
 
 NAME = "bloodcount-dense-detector"
 GRID = np.round(np.arange(0.05, 0.901, 0.025), 3)
-
-
-def sha256_bytes(blob: bytes) -> str:
-    return hashlib.sha256(blob).hexdigest()
 
 
 def _card_base(
@@ -269,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
         "--test-eval", type=Path, help="evaluation JSON of the shipped model on --split test"
     )
     args = parser.parse_args(argv)
+    from training.detector.export import sha256_bytes
     from training.split import manifest_sha256
 
     model_path = args.run / "model.tflite"
