@@ -107,6 +107,20 @@ def _member(folder: Path) -> tuple[Path, dict]:
     }
 
 
+def _ensemble_lines(members: list[dict]) -> list[str]:
+    """The card.md line naming an ensemble's extra networks (none for a single network)."""
+    if not members:
+        return []
+    named = "; ".join(
+        f"`{m['file']}` (sha256 `{m['sha256'][:12]}`, {m.get('detector') or m.get('run')}, "
+        f"seed {m.get('seed')})"
+        for m in members
+    )
+    return [
+        f"- ensemble: the mean output of model.tflite and {len(members)} more network(s): {named}"
+    ]
+
+
 def collect(
     model_path: Path,
     side: str,
@@ -324,18 +338,6 @@ def main(argv: list[str] | None = None) -> None:
                 "candidates": {f"{c[1]}/nms {c[4]}": round(c[0], 4) for c in candidates},
             },
             "metrics": {"val": val_metrics},
-            **(
-                {
-                    "members": [
-                        {"file": f"member-{i}.tflite", "sha256": sha256_bytes(blob), **trained}
-                        for i, (blob, (_, trained)) in enumerate(
-                            zip(blobs[1:], members, strict=True), start=1
-                        )
-                    ]
-                }
-                if members
-                else {}
-            ),
             "notes": args.note,
             "created": dt.date.today().isoformat(),
             "commands": [
@@ -349,6 +351,11 @@ def main(argv: list[str] | None = None) -> None:
             ],
         }
     )
+    if members:
+        card["members"] = [
+            {"file": f"member-{i}.tflite", "sha256": sha256_bytes(blob), **trained}
+            for i, (blob, (_, trained)) in enumerate(zip(blobs[1:], members, strict=True), start=1)
+        ]
     args.out.mkdir(parents=True, exist_ok=True)
     for stale in args.out.glob("member-*.tflite"):
         stale.unlink()
@@ -390,18 +397,7 @@ def main(argv: list[str] | None = None) -> None:
         "box sizes and offsets every 4 px; cells are 3x3 heatmap peaks above the per-class thresholds.",
         "",
         f"- sha256 `{card['sha256']}`",
-        *(
-            [
-                f"- ensemble: the mean output of model.tflite and {len(members)} more network(s): "
-                + "; ".join(
-                    f"`{m['file']}` (sha256 `{m['sha256'][:12]}`, "
-                    f"{m.get('detector') or m.get('run')}, seed {m.get('seed')})"
-                    for m in card["members"]
-                )
-            ]
-            if members
-            else []
-        ),
+        *_ensemble_lines(card.get("members", [])),
         f"- thresholds (tuned on validation): {thresholds}",
         f"- inference scale {scale} x canonical, flip averaging {args.flip_average}, "
         f"box-overlap suppression {'off' if nms_iou is None else f'IoU > {nms_iou}'} (chosen on validation: "
