@@ -8,7 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from training.detector.data import SIZE_UNIT, STRIDE, Slide, augment, batch_at, targets
+from training.detector.data import (
+    SIZE_UNIT,
+    STRIDE,
+    Slide,
+    augment,
+    augment_with_ignore,
+    batch_at,
+    loss_weights,
+    targets,
+)
 
 
 def _slide() -> Slide:
@@ -50,8 +59,9 @@ def test_batches_are_seeded_by_index_so_a_worker_pool_gives_the_same_stream():
     slides = [_slide(), _slide()]
     x, y = batch_at(slides, 3, 96, seed=7, index=5)
     assert x.shape == (3, 96, 96, 3) and x.dtype == np.uint8
-    assert y.shape == (3, 24, 24, 8)  # heat 3 + box regression 4 + centre mask 1
+    assert y.shape == (3, 24, 24, 11)  # heat 3 + box regression 4 + centre mask 1 + weights 3
     heat, reg, mask = y[..., :3], y[..., 3:7], y[..., 7]
+    assert (y[..., 8:] == 1).all()  # complete labels: the heatmap loss looks everywhere
     assert mask.sum() >= 1 and (heat[mask == 1].max(axis=-1) == 1.0).all()
     assert (reg[mask == 0] == 0).all()
     np.testing.assert_array_equal(x, batch_at(slides, 3, 96, seed=7, index=5)[0])
@@ -109,3 +119,62 @@ def test_platelet_focus_draws_windows_that_hold_a_platelet():
 
     assert platelet_crops(1.0) == 80  # every window holds the whole platelet
     assert platelet_crops(0.0) < 60  # a 64 px window on a 200 px slide often misses it
+
+
+def _partly_labelled() -> Slide:
+    """The two-cell slide with its second cell grey, unlabelled, and in an ignore box."""
+    slide = _slide()
+    image = slide.image.copy()
+    image[70:100, 120:160] = (40, 40, 40)
+    return Slide(
+        "partial",
+        "bccd",
+        image,
+        slide.boxes[:1],
+        slide.labels[:1],
+        slide.colour,
+        1.0,
+        1.0,
+        ignore_boxes=np.array([[115, 65, 165, 105]], np.float32),
+        ignore_labels=np.array([2]),
+        ignored_classes=(1,),
+    )
+
+
+def test_ignore_boxes_follow_their_cell_through_flips_rotations_and_crops():
+    slide = _partly_labelled()
+    rng = np.random.default_rng(3)
+    seen = 0
+    for _ in range(60):
+        view, _, _, ignore, ignore_labels = augment_with_ignore(slide, 96, rng)
+        assert (ignore_labels == 2).all()
+        pixels = view.astype(int)
+        # The grey cell stays dark and colourless through the colour jitter; the labelled
+        # cell is purple and the glass bright.
+        grey = (pixels.mean(axis=2) < 100) & (np.ptp(pixels, axis=2) < 40)
+        if not grey.any():
+            continue
+        assert len(ignore) == 1
+        x0, y0, x1, y1 = ignore[0]
+        ys, xs = np.nonzero(grey)
+        assert (xs >= x0 - 1).all() and (xs <= x1).all(), (xs.min(), xs.max(), ignore)
+        assert (ys >= y0 - 1).all() and (ys <= y1).all(), (ys.min(), ys.max(), ignore)
+        seen += 1
+    assert seen > 10
+
+
+def test_a_complete_slide_draws_the_same_crops_as_before_ignore_regions_existed():
+    # Ignore regions take no random draws: the old augment() and the new one agree.
+    a = augment(_slide(), 96, np.random.default_rng(5))
+    b = augment_with_ignore(_slide(), 96, np.random.default_rng(5))
+    for x, y in zip(a, b[:3], strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert b[3].shape == (0, 4) and b[4].shape == (0,)
+
+
+def test_loss_weights_switch_off_ignored_classes_and_regions_only():
+    w = loss_weights(np.array([[10, 10, 30, 22]], np.float32), np.array([2]), (0,), 64)
+    assert w.shape == (16, 16, 3)
+    assert (w[..., 0] == 0).all()  # a class the slide does not label
+    assert (w[..., 1] == 1).all()
+    assert (w[2:6, 2:8, 2] == 0).all() and w[..., 2].sum() == 16 * 16 - 4 * 6

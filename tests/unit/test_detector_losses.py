@@ -31,3 +31,23 @@ def test_the_packed_loss_is_the_sum_of_its_parts_and_rewards_the_right_answer():
     assert float(packed_loss(two, np.concatenate([wrong, wrong]))) == pytest.approx(
         float(packed_loss(y, wrong)), rel=1e-5
     )
+
+
+def test_ignored_positions_cost_nothing_but_labelled_centres_still_do():
+    pytest.importorskip("keras")
+    from training.detector.model import focal
+
+    y = _packed([[8, 8, 40, 40]], [0])
+    pred = np.concatenate([y[..., :3], y[..., 3:7]], axis=-1)
+    weights = np.ones(y.shape[:-1] + (3,), np.float32)
+    base = float(focal(np.concatenate([y, weights], axis=-1), pred))
+    pred[0, 11, 11, 2] = 0.9  # a confident platelet where none is labelled
+    looked = float(focal(np.concatenate([y, weights], axis=-1), pred))
+    weights[0, 10:13, 10:13, 2] = 0.0  # ...where the labels may be missing
+    ignored = float(focal(np.concatenate([y, weights], axis=-1), pred))
+    assert looked > base + 1.0 and ignored == pytest.approx(base)
+    # Zero weight on a labelled centre does not hide it: a missed cell still costs.
+    weights[..., 0] = 0.0
+    missed = pred.copy()
+    missed[..., 0] = 0.01
+    assert float(focal(np.concatenate([y, weights], axis=-1), missed)) > 1.0

@@ -11,7 +11,7 @@ size and sub-cell centre offset at the centres.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -37,7 +37,13 @@ PLATELET_WEIGHT = 3.0  # slides holding platelets (the rarest class) are drawn t
 @dataclass
 class Slide:
     """One training slide (original pixels), boxes (N x 4), class ids, glass colour and its two
-    canonical-scale factors: from the OpenCV estimate and from the labelled red cells."""
+    canonical-scale factors: from the OpenCV estimate and from the labelled red cells.
+
+    A slide whose labels are incomplete (:mod:`training.detector.partial`) also says where its
+    missing labels may be: whole classes (``ignored_classes``) and regions of one class
+    (``ignore_boxes`` with ``ignore_labels``) where the heatmap loss learns nothing, rather
+    than learning that an unboxed cell is background. Complete slides leave them empty.
+    """
 
     name: str
     source: str
@@ -47,6 +53,9 @@ class Slide:
     colour: tuple[int, int, int]
     estimated_factor: float
     labelled_factor: float
+    ignore_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    ignore_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    ignored_classes: tuple[int, ...] = ()
 
 
 def txl_records(side: str, data_dir: Path | None = None, split_path: Path | None = None):
@@ -112,10 +121,23 @@ def augment(
     With ``focus`` (a box index) the crop window is drawn among those that hold that whole
     box, anywhere inside the window.
     """
+    view, boxes, labels, _, _ = augment_with_ignore(slide, crop, rng, focus)
+    return view, boxes, labels
+
+
+def augment_with_ignore(
+    slide: Slide, crop: int, rng: np.random.Generator, focus: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`augment`, plus the slide's ignore regions carried through the same transform.
+
+    Ignore regions take no random draws, so a complete slide's crops are exactly those of
+    the runs before they existed.
+    """
     base = slide.labelled_factor if rng.random() < LABELLED_SCALE_SHARE else slide.estimated_factor
     s = base * float(np.exp(rng.uniform(-np.log(SCALE_JITTER), np.log(SCALE_JITTER))))
     image = resize(slide.image, s)
     boxes = slide.boxes * s
+    ignore = slide.ignore_boxes.reshape(-1, 4) * s
     h, w = image.shape[:2]
     canvas = np.empty((max(h, crop), max(w, crop), 3), np.uint8)
     canvas[:] = slide.colour
@@ -132,7 +154,8 @@ def augment(
         y0 = _window_start(fy0, fy1, crop, canvas.shape[0], rng)
         x0 = _window_start(fx0, fx1, crop, canvas.shape[1], rng)
     view = canvas[y0 : y0 + crop, x0 : x0 + crop]
-    boxes = boxes + np.array([ox - x0, oy - y0, ox - x0, oy - y0], np.float32)
+    shift = np.array([ox - x0, oy - y0, ox - x0, oy - y0], np.float32)
+    boxes = boxes + shift
     clipped = np.clip(boxes, 0, crop)
     area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
     visible = np.prod(np.clip(clipped[:, 2:] - clipped[:, :2], 0, None), axis=1)
@@ -140,15 +163,27 @@ def augment(
         np.min(clipped[:, 2:] - clipped[:, :2], axis=1) >= 2
     )
     boxes, labels = clipped[keep], slide.labels[keep]
+    ignore = np.clip(ignore + shift, 0, crop)
+    shown = np.min(ignore[:, 2:] - ignore[:, :2], axis=1) > 0
+    ignore, ignore_labels = ignore[shown], slide.ignore_labels[shown]
     if rng.random() < 0.5:
         view = view[:, ::-1]
-        boxes = np.stack([crop - boxes[:, 2], boxes[:, 1], crop - boxes[:, 0], boxes[:, 3]], axis=1)
+        boxes, ignore = _mirrored(boxes, crop), _mirrored(ignore, crop)
     for _ in range(int(rng.integers(0, 4))):
-        # 90 degrees counter-clockwise: (x, y) -> (y, crop - x).
         view = np.rot90(view)
-        boxes = np.stack([boxes[:, 1], crop - boxes[:, 2], boxes[:, 3], crop - boxes[:, 0]], axis=1)
+        boxes, ignore = _rotated(boxes, crop), _rotated(ignore, crop)
     view = _colour_jitter(np.ascontiguousarray(view), rng)
-    return view, boxes.reshape(-1, 4), labels
+    return view, boxes.reshape(-1, 4), labels, ignore.reshape(-1, 4), ignore_labels
+
+
+def _mirrored(boxes: np.ndarray, crop: int) -> np.ndarray:
+    """Boxes of a left-right mirrored view."""
+    return np.stack([crop - boxes[:, 2], boxes[:, 1], crop - boxes[:, 0], boxes[:, 3]], axis=1)
+
+
+def _rotated(boxes: np.ndarray, crop: int) -> np.ndarray:
+    """Boxes of the view turned 90 degrees counter-clockwise: (x, y) -> (y, crop - x)."""
+    return np.stack([boxes[:, 1], crop - boxes[:, 2], boxes[:, 3], crop - boxes[:, 0]], axis=1)
 
 
 def _window_start(lo: float, hi: float, crop: int, extent: int, rng: np.random.Generator) -> int:
@@ -179,6 +214,24 @@ def targets(
     return heat, reg, mask
 
 
+def loss_weights(
+    ignore_boxes: np.ndarray, ignore_labels: np.ndarray, ignored_classes: tuple[int, ...], size: int
+) -> np.ndarray:
+    """Per-class heatmap loss weights (S x S x 3): 0 where a slide's labels may be missing, else 1.
+
+    A grid cell is ignored when any part of it lies in an ignore box; the loss keeps every
+    labelled centre whatever its weight (:func:`training.detector.model.losses`).
+    """
+    s = size // STRIDE
+    weights = np.ones((s, s, len(CLASSES)), np.float32)
+    weights[..., list(ignored_classes)] = 0.0
+    for (x0, y0, x1, y1), label in zip(ignore_boxes, ignore_labels, strict=True):
+        c0, r0 = int(x0 // STRIDE), int(y0 // STRIDE)
+        c1, r1 = int(np.ceil(x1 / STRIDE)), int(np.ceil(y1 / STRIDE))
+        weights[r0:r1, c0:c1, label] = 0.0
+    return weights
+
+
 def batch_at(
     slides: list[Slide],
     batch: int,
@@ -191,7 +244,7 @@ def batch_at(
 
     Seeded by (seed, index) alone, so the stream is the same whether batches are made in
     order in one process or out of order by a pool of workers. Targets are packed along
-    the channel axis (heat 3, box regression 4, centre mask 1), as
+    the channel axis (heat 3, box regression 4, centre mask 1, heatmap loss weights 3), as
     :func:`training.detector.model.packed_loss` reads them.
 
     ``platelet_focus``: the share of crops from slides with platelets whose window is drawn
@@ -208,8 +261,11 @@ def batch_at(
         if platelet_focus > 0 and rng.random() < platelet_focus:
             platelets = np.flatnonzero(slides[i].labels == CLASSES.index("Platelets"))
             focus = int(rng.choice(platelets)) if len(platelets) else None
-        view, boxes, labels = augment(slides[i], crop, rng, focus)
+        view, boxes, labels, ignore, ignore_labels = augment_with_ignore(
+            slides[i], crop, rng, focus
+        )
         heat, reg, mask = targets(boxes, labels, crop)
+        weights = loss_weights(ignore, ignore_labels, slides[i].ignored_classes, crop)
         views.append(view)
-        packed.append(np.concatenate([heat, reg, mask[..., None]], axis=-1))
+        packed.append(np.concatenate([heat, reg, mask[..., None], weights], axis=-1))
     return np.stack(views), np.stack(packed)

@@ -84,8 +84,12 @@ def build_detector(weights: str | Path | None, alpha: float = 0.35, seed: int = 
     return keras.Model(inputs, out, name="bloodcount_dense_detector"), backbone
 
 
-def losses(pred, heat, reg, mask):
+def losses(pred, heat, reg, mask, weights=None):
     """(focal, size, offset) losses, each normalised by the number of cells in the batch.
+
+    ``weights`` (per class and position, 0 or 1) switch the heatmap loss off where a slide's
+    labels may be missing (:func:`training.detector.data.loss_weights`); labelled centres
+    always count.
 
     Written in ``keras.ops`` so the same training code runs on any Keras backend
     (TensorFlow here; JAX where a GPU is lent, see :mod:`training.detector.train`).
@@ -95,6 +99,8 @@ def losses(pred, heat, reg, mask):
     p = ops.clip(pred[..., :3], 1e-4, 1 - 1e-4)
     pos = ops.cast(heat >= 1.0 - 1e-6, "float32")
     neg = 1.0 - pos
+    if weights is not None:
+        neg = neg * weights
     n = ops.maximum(ops.sum(mask), 1.0)
     focal = (
         -ops.sum(pos * (1 - p) ** 2 * ops.log(p) + neg * (1 - heat) ** 4 * p**2 * ops.log(1 - p))
@@ -106,10 +112,11 @@ def losses(pred, heat, reg, mask):
     return focal, size, offset
 
 
-# Keras's fit() passes one target tensor: heat (3), box regression (4) and centre mask (1)
-# travel packed along the channel axis and are unpacked here.
+# Keras's fit() passes one target tensor: heat (3), box regression (4), centre mask (1) and,
+# where present, heatmap loss weights (3) travel packed along the channel axis.
 def _unpacked(y_true, y_pred):
-    return losses(y_pred, y_true[..., :3], y_true[..., 3:7], y_true[..., 7])
+    weights = y_true[..., 8:11] if y_true.shape[-1] > 8 else None
+    return losses(y_pred, y_true[..., :3], y_true[..., 3:7], y_true[..., 7], weights)
 
 
 def packed_loss(y_true, y_pred):

@@ -81,6 +81,9 @@ def _train_commands(train_log: dict, run: Path) -> list[str]:
         flags += f" --ema {train_log['ema']:g}"
     if train_log.get("platelet_focus"):
         flags += f" --platelet-focus {train_log['platelet_focus']:g}"
+    if train_log.get("partial"):
+        # The ignore file is made from a shipped detector; its card names the command.
+        flags += f" --partial {train_log['partial']}"
     if train_log.get("init"):
         flags += f" --init {train_log['init']}"  # that run's own card or log says how it was made
     if backend == "tensorflow":

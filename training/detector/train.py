@@ -56,6 +56,7 @@ def train(
     init: Path | None = None,
     ema: float | None = None,
     platelet_focus: float = 0.0,
+    partial: Path | None = None,
 ):
     """Train for ``steps`` steps (cosine learning rate, warm-up) and export; return the Keras model.
 
@@ -63,6 +64,9 @@ def train(
     average of the trainable weights over roughly the last 1 / (1 - ema) steps, which
     smooths out where the last few batches happened to push them; the plain final weights
     are kept as ``model.raw.weights.h5`` so the two can be compared on validation.
+
+    With ``partial`` (a file of :mod:`training.detector.partial`) the train side's BCCD-only
+    slides join the TXL-PBC ones, teaching white cells and platelets only.
     """
     from training.detector import data
 
@@ -72,6 +76,10 @@ def train(
     t0 = time.time()
     records = data.txl_records("train", data_dir)[:limit]
     slides = [data.load_slide(r) for r in records]
+    if partial is not None:
+        from training.detector.partial import partial_slides
+
+        slides += partial_slides(partial, data_dir)[:limit]
     print(f"{len(slides)} train slides at canonical scale in {time.time() - t0:.0f}s", flush=True)
     stream = batches(slides, batch, crop, seed, workers, platelet_focus)
     first = next(stream)  # starts the pool (forks) before Keras loads its backend
@@ -156,6 +164,7 @@ def train(
                 "init": None if init is None else str(init),
                 "ema": ema,
                 "platelet_focus": platelet_focus,
+                "partial": None if partial is None else str(partial),
                 "device": _device(backend, workers),
                 "seconds": seconds,
                 "log": log,
@@ -197,6 +206,13 @@ def main(argv: list[str] | None = None) -> None:
         metavar="P",
         help="share of crops from slides with platelets drawn around one of them (default 0)",
     )
+    parser.add_argument(
+        "--partial",
+        type=Path,
+        metavar="FILE",
+        help="add the BCCD-only slides, white cells and platelets only "
+        "(FILE from python -m training.detector.partial --out)",
+    )
     args = parser.parse_args(argv)
     train(
         args.out,
@@ -212,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
         init=args.init,
         ema=args.ema,
         platelet_focus=args.platelet_focus,
+        partial=args.partial,
     )
 
 
