@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bloodcount.vision import CLASSES
+from bloodcount.vision.geometry import iou_matrix
 from training.datasets import file_sha256
 from training.detector import partial
 from training.detector.data import batch_at, txl_records
@@ -70,7 +71,7 @@ def test_unlabelled_finds_are_white_cells_or_platelets_bccd_did_not_box(data_dir
         assert name in partial.TRAINED
         theirs = np.array([b.xyxy for b in record.boxes if b.label == name]).reshape(-1, 4)
         if len(theirs):
-            assert partial._iou(np.array([box]), theirs).max() < partial.MATCH_IOU
+            assert iou_matrix(np.array([box]), theirs).max() < partial.MATCH_IOU
     # A finds file that lacks a train-side slide is refused, naming the fix.
     path = tmp_path / "finds.json"
     path.write_text(json.dumps(result))

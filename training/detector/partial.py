@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from bloodcount.vision import CLASSES
+from bloodcount.vision.geometry import iou_matrix, touches_border
 from training.datasets import default_data_dir, file_sha256, read_voc, read_yolo
 from training.detector.data import Slide, load_slide
 from training.split import load_split
@@ -39,6 +40,7 @@ BORDER_BAND = 16  # px of the 640x480 original: a border-cut platelet's centre l
 FIND_THRESHOLD_SHARE = 0.5  # unlabelled finds above half the shipped thresholds are ignored
 FIND_GROW = 1.5  # an ignored find's box, grown about its centre
 MATCH_IOU = 0.3
+CUT_MARGIN = 8  # px: --check counts a TXL box this close to an edge as cut by the border
 MAX_PIXELS = 50_000_000
 
 
@@ -52,17 +54,6 @@ def bccd_records(side: str, data_dir: Path | None = None, split_path: Path | Non
     }
     records = read_voc(data_dir / "bccd/Annotations", data_dir / "bccd/JPEGImages", "bccd")
     return [r for r in records if file_sha256(r.image_path) in wanted]
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` (N x 4) with every box in ``b`` (M x 4)."""
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
 
 
 def unlabelled_finds(records, detector_dir: Path | None = None) -> dict:
@@ -85,7 +76,7 @@ def unlabelled_finds(records, detector_dir: Path | None = None) -> dict:
             ).reshape(-1, 4)
             mine = found.boxes[found.labels == c].reshape(-1, 4)
             if len(labelled):
-                mine = mine[_iou(mine, labelled).max(axis=1) < MATCH_IOU]
+                mine = mine[iou_matrix(mine, labelled).max(axis=1) < MATCH_IOU]
             rows += [[round(float(v), 1) for v in box] + [name] for box in mine]
         finds[record.image_path.name] = rows
     return {"detector": detector.info, "threshold_share": FIND_THRESHOLD_SHARE, "finds": finds}
@@ -145,16 +136,11 @@ def check(data_dir: Path | None = None) -> dict:
             truth = np.array([b.xyxy for b in record.boxes if b.label == name]).reshape(-1, 4)
             theirs = np.array([b.xyxy for b in other.boxes if b.label == name]).reshape(-1, 4)
             found = (
-                _iou(truth, theirs).max(axis=1) >= MATCH_IOU
+                iou_matrix(truth, theirs).max(axis=1) >= MATCH_IOU
                 if len(theirs)
                 else np.zeros(len(truth), bool)
             )
-            cut = (
-                (truth[:, 0] <= 8)
-                | (truth[:, 1] <= 8)
-                | (truth[:, 2] >= record.width - 8)
-                | (truth[:, 3] >= record.height - 8)
-            )
+            cut = touches_border(truth, record.width, record.height, CUT_MARGIN)
             for where, sel in (("interior", ~cut), ("border", cut)):
                 row = out.setdefault(f"{name} {where}", {"txl": 0, "bccd_found": 0})
                 row["txl"] += int(sel.sum())
