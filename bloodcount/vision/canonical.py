@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from bloodcount.vision.proposals import estimate_cell_radius
+from bloodcount.vision.proposals import at_least_percentile, estimate_cell_radius
 
 # Red-cell inscribed radius (px) after resizing: red cells ~34 px across, platelets ~13.
 CANONICAL_RADIUS = 16.0
@@ -54,7 +54,9 @@ def plasma_colour(image: np.ndarray) -> tuple[int, int, int]:
     pixels = image.reshape(-1, 3)
     if len(pixels) > 4096:  # a sample is plenty for a median, and keeps this ~0.1 ms
         pixels = pixels[:: len(pixels) // 4096]
-    bright = pixels[pixels.sum(axis=1) >= np.percentile(pixels.sum(axis=1), 80)]
+    # Channel by channel: numpy's sum over a 3-wide axis is several times slower.
+    total = pixels[:, 0].astype(np.int32) + pixels[:, 1] + pixels[:, 2]
+    bright = pixels[at_least_percentile(total, 80)]
     return tuple(int(v) for v in np.median(bright, axis=0))
 
 

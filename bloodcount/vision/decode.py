@@ -17,6 +17,7 @@ from PIL import Image
 
 SUPPORTED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "TIFF": "TIFF", "BMP": "BMP"}
 _JPEG_END = b"\xff\xd9"
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10
 
 
 class SlideError(ValueError):
@@ -80,9 +81,12 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     fmt, width, height, mode = check_header(data, max_pixels)
     buffer = np.frombuffer(data, dtype=np.uint8)
     has_alpha = "A" in mode or (mode == "P" and fmt == "PNG" and b"tRNS" in data[:4096])
+    rgb = False
     if fmt == "JPEG" or (mode in {"RGB", "L"} and not has_alpha):
-        # The fast path: OpenCV decodes straight to 8-bit BGR and applies EXIF rotation.
-        pixels = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        # The fast path: OpenCV decodes straight to 8-bit colour and applies EXIF rotation,
+        # in RGB order itself where it can (no conversion pass; the same pixels).
+        rgb = _IMREAD_RGB is not None
+        pixels = cv2.imdecode(buffer, _IMREAD_RGB if rgb else cv2.IMREAD_COLOR)
     else:
         # Keep alpha and depth so they are handled deliberately, not silently dropped.
         pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
@@ -92,4 +96,4 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise SlideError(f"corrupt or truncated {fmt} file: the pixel data cannot be decoded")
     if pixels.shape[0] * pixels.shape[1] > max_pixels:
         raise SlideError(f"image has more pixels than the limit of {max_pixels:,}")
-    return _to_rgb8(pixels)
+    return pixels if rgb else _to_rgb8(pixels)
