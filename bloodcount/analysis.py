@@ -146,12 +146,14 @@ class Analyzer:
         else:
             found = detect_cells(image, self.classifier, self.settings.tile_size)
         h, w = image.shape[:2]
+        rounded_boxes = [[round(float(v), 1) for v in box] for box in found.boxes]
+        # From the boxes as written, so a reader re-deriving the flag gets the same answer.
+        edges = touches_border(np.array(rounded_boxes).reshape(-1, 4), w, h)
         cells = []
-        for box, label, probs, bg in zip(
-            found.boxes, found.labels, found.probabilities, found.background, strict=True
+        for rounded, edge, label, probs, bg in zip(
+            rounded_boxes, edges, found.labels, found.probabilities, found.background, strict=True
         ):
             confidence = float(probs[label])
-            rounded = [round(float(v), 1) for v in box]
             cells.append(
                 Cell(
                     label=CLASSES[int(label)],
@@ -160,8 +162,7 @@ class Analyzer:
                     probabilities={
                         c: round(float(p), 4) for c, p in zip(CLASSES, probs, strict=True)
                     },
-                    # From the box as written, so a reader re-deriving the flag gets the same answer.
-                    edge=bool(touches_border(np.array([rounded]), w, h)[0]),
+                    edge=bool(edge),
                     review=confidence < self.settings.review_threshold,
                     background=round(float(bg), 4),
                 )
