@@ -17,7 +17,7 @@ import numpy as np
 from bloodcount.config import Settings, load_settings
 from bloodcount.vision import CLASSES
 from bloodcount.vision.decode import SlideError, decode_image
-from bloodcount.vision.geometry import touches_border
+from bloodcount.vision.geometry import in_counting_frame, touches_border
 
 SCHEMA = "bloodcount.analysis/v1"
 # "dense": the learned detector (default); "classical": OpenCV proposals + crop classifier.
@@ -36,6 +36,8 @@ class Cell:
     edge: bool
     review: bool
     background: float = 0.0
+    # Inside the unbiased counting frame (not cut by the right or bottom edge).
+    frame: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +48,7 @@ class Cell:
             "edge": self.edge,
             "review": self.review,
             "background": self.background,
+            "frame": self.frame,
         }
 
 
@@ -59,6 +62,8 @@ class SlideResult:
     status: str = "ok"
     error: str | None = None
     counts: dict[str, int] = field(default_factory=lambda: {c: 0 for c in CLASSES})
+    # The same cells counted in the unbiased counting frame (see Cell.frame).
+    frame_counts: dict[str, int] = field(default_factory=lambda: {c: 0 for c in CLASSES})
     cells: list[Cell] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     # JPEG overlay, made only on request; never part of the JSON.
@@ -73,6 +78,7 @@ class SlideResult:
             "status": self.status,
             "error": self.error,
             "counts": dict(self.counts),
+            "frame_counts": dict(self.frame_counts),
             "cells": [c.to_dict() for c in self.cells],
             "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
         }
@@ -148,10 +154,18 @@ class Analyzer:
         h, w = image.shape[:2]
         rounded_boxes = [[round(float(v), 1) for v in box] for box in found.boxes]
         # From the boxes as written, so a reader re-deriving the flag gets the same answer.
-        edges = touches_border(np.array(rounded_boxes).reshape(-1, 4), w, h)
+        as_written = np.array(rounded_boxes).reshape(-1, 4)
+        edges = touches_border(as_written, w, h)
+        framed = in_counting_frame(as_written, w, h)
         cells = []
-        for rounded, edge, label, probs, bg in zip(
-            rounded_boxes, edges, found.labels, found.probabilities, found.background, strict=True
+        for rounded, edge, frame, label, probs, bg in zip(
+            rounded_boxes,
+            edges,
+            framed,
+            found.labels,
+            found.probabilities,
+            found.background,
+            strict=True,
         ):
             confidence = float(probs[label])
             cells.append(
@@ -165,11 +179,19 @@ class Analyzer:
                     edge=bool(edge),
                     review=confidence < self.settings.review_threshold,
                     background=round(float(bg), 4),
+                    frame=bool(frame),
                 )
             )
         counts = {c: sum(cell.label == c for cell in cells) for c in CLASSES}
+        frame_counts = {c: sum(cell.label == c and cell.frame for cell in cells) for c in CLASSES}
         return SlideResult(
-            file=name, width=w, height=h, counts=counts, cells=cells, timings=dict(found.timings)
+            file=name,
+            width=w,
+            height=h,
+            counts=counts,
+            frame_counts=frame_counts,
+            cells=cells,
+            timings=dict(found.timings),
         )
 
     def analyze_bytes(self, data: bytes, name: str, overlay: bool = False) -> SlideResult:

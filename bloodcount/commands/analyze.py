@@ -23,6 +23,9 @@ CSV_FIELDS = [
     "Platelets",
     "review",
     "edge",
+    "frame_RBC",
+    "frame_WBC",
+    "frame_Platelets",
 ]
 
 _analyzer = None  # one per process, so each worker loads the model once
@@ -123,6 +126,7 @@ def _csv_row(slide: dict[str, Any]) -> dict[str, Any]:
     row.update(slide["counts"])
     row["review"] = sum(c["review"] for c in slide["cells"])
     row["edge"] = sum(c["edge"] for c in slide["cells"])
+    row.update({f"frame_{label}": n for label, n in slide["frame_counts"].items()})
     return row
 
 

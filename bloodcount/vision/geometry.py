@@ -66,3 +66,16 @@ def touches_border(boxes: np.ndarray, width: int, height: int, margin: float = 1
         | (b[:, 2] >= width - margin)
         | (b[:, 3] >= height - margin)
     )
+
+
+def in_counting_frame(
+    boxes: np.ndarray, width: int, height: int, margin: float = 1.0
+) -> np.ndarray:
+    """True for boxes clear of the right and bottom edges (within ``margin`` px counts as touching).
+
+    The image as an unbiased counting frame: a cell cut by the top or left edge is counted,
+    one cut by the right or bottom edge is not, so slides that tile a smear count each
+    cell once and the per-slide count is an unbiased estimate of cells per image area.
+    """
+    b = as_boxes(boxes)
+    return (b[:, 2] < width - margin) & (b[:, 3] < height - margin)

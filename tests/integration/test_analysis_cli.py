@@ -49,6 +49,14 @@ def test_analyze_writes_the_contract_and_survives_a_bad_file(data_dir, tmp_path)
     assert all(s["counts"]["RBC"] > 0 for s in document["slides"] if s["status"] == "ok")
     rows = list(csv.DictReader(table.open()))
     assert len(rows) == 4 and len(list(overlays.glob("*.jpg"))) == 3
+    # Real slides are cut by their borders: the counting frame drops the cells cut by the
+    # right and bottom edges, and the CSV carries both counts.
+    for row, slide in zip(rows, document["slides"], strict=True):
+        for label in ("RBC", "WBC", "Platelets"):
+            assert row[f"frame_{label}"] == str(slide["frame_counts"][label])
+    ok = [s for s in document["slides"] if s["status"] == "ok"]
+    assert all(s["frame_counts"]["RBC"] <= s["counts"]["RBC"] for s in ok)
+    assert any(s["frame_counts"]["RBC"] < s["counts"]["RBC"] for s in ok)
 
 
 def test_analyze_classical_method_records_the_classifier(data_dir, classifier_dir, tmp_path):

@@ -76,3 +76,4 @@ def test_dense_cells_follow_the_contract(mosaic):
         assert cell["confidence"] == max(cell["probabilities"].values())
         assert cell["review"] == (cell["confidence"] < analyzer.settings.review_threshold)
         assert cell["edge"] == (x0 <= 1 or y0 <= 1 or x1 >= w - 1 or y1 >= h - 1)
+        assert cell["frame"] == (x1 < w - 1 and y1 < h - 1)

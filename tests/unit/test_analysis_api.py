@@ -39,12 +39,15 @@ def test_result_follows_the_contract(analyzer):
     validate({"schema": SCHEMA, "model": analyzer.model_info, "slides": [slide]})
     for label in ("RBC", "WBC", "Platelets"):
         assert slide["counts"][label] == sum(c["label"] == label for c in slide["cells"])
+        framed = sum(c["label"] == label and c["frame"] for c in slide["cells"])
+        assert slide["frame_counts"][label] == framed
     for cell in slide["cells"]:
         x0, y0, x1, y1 = cell["box"]
         assert 0 <= x0 < x1 <= 640 and 0 <= y0 < y1 <= 480
         assert abs(sum(cell["probabilities"].values()) - 1) < 1e-3
         assert cell["review"] == (cell["confidence"] < analyzer.settings.review_threshold)
         assert cell["edge"] == (x0 <= 1 or y0 <= 1 or x1 >= 639 or y1 >= 479)
+        assert cell["frame"] == (x1 < 639 and y1 < 479)
     assert result.overlay.startswith(b"\xff\xd8\xff")
 
 

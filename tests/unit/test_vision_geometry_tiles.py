@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bloodcount.vision.decode import SlideError
-from bloodcount.vision.geometry import iou_matrix, nms, touches_border
+from bloodcount.vision.geometry import in_counting_frame, iou_matrix, nms, touches_border
 from bloodcount.vision.tiles import plan_tiles
 
 
@@ -28,6 +28,20 @@ def test_touches_border():
         False,
         True,
     ]
+
+
+def test_the_counting_frame_accepts_the_top_and_left_edges_and_excludes_the_others():
+    boxes = [
+        [0, 0, 10, 10],  # top-left corner: counted
+        [40, 20, 60, 30],  # inside
+        [90, 20, 100, 30],  # cut by the right edge
+        [40, 45, 60, 50],  # cut by the bottom edge
+        [0, 40, 10, 49.5],  # left edge, within a pixel of the bottom: excluded
+    ]
+    assert list(in_counting_frame(boxes, 100, 50)) == [True, True, False, False, False]
+    # Two slides side by side: a cell on their seam is counted in exactly one of them.
+    left, right = [[90, 20, 100, 30]], [[0, 20, 10, 30]]
+    assert in_counting_frame(left, 100, 50)[0] + in_counting_frame(right, 100, 50)[0] == 1
 
 
 @pytest.mark.parametrize(
