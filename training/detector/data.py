@@ -1,7 +1,9 @@
 """Training data for the dense detector: TXL-PBC slides at the canonical cell scale, augmented.
 
-Only TXL-PBC labels are used (txl-bccd, txl-pbc, txl-raabin): they box every visible cell.
-BCCD/CBC label about half the red cells and would teach the detector to ignore the rest.
+Only TXL-PBC labels are used as complete labels (txl-bccd, txl-pbc, txl-raabin): they box
+every visible cell. BCCD/CBC label about half the red cells and would teach the detector to
+ignore the rest; :mod:`training.detector.partial` can add BCCD-only slides for white cells and
+platelets alone, with ignore regions where their labels may be missing (``loss_weights``).
 Each slide is brought to the canonical scale, half the time as serving does it (the OpenCV
 radius estimate, :mod:`bloodcount.vision.canonical`) and half the time from its labelled
 red-cell size (the scale the serving code's refinement pass aims at), then scale-jittered,
