@@ -123,6 +123,10 @@ class Slide(Base):
     rbc_count: Mapped[int | None] = mapped_column(Integer)
     wbc_count: Mapped[int | None] = mapped_column(Integer)
     platelet_count: Mapped[int | None] = mapped_column(Integer)
+    # The same cells in the unbiased counting frame (NULL: analysed before it was recorded).
+    rbc_frame_count: Mapped[int | None] = mapped_column(Integer)
+    wbc_frame_count: Mapped[int | None] = mapped_column(Integer)
+    platelet_frame_count: Mapped[int | None] = mapped_column(Integer)
     model_name: Mapped[str | None] = mapped_column(String(100))
     model_version: Mapped[str | None] = mapped_column(String(50))
     model_sha256: Mapped[str | None] = mapped_column(String(64))
@@ -185,5 +189,7 @@ class Cell(Base):
     y1: Mapped[int] = mapped_column(Integer)
     edge: Mapped[bool] = mapped_column(Boolean, default=False)
     review: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Inside the unbiased counting frame (NULL: analysed before it was recorded).
+    frame: Mapped[bool | None] = mapped_column(Boolean)
 
     analysis: Mapped[Analysis] = relationship(back_populates="cells")

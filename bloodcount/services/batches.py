@@ -433,6 +433,14 @@ def slide_item(slide: Slide) -> dict[str, Any]:
         }
         if counted
         else None,
+        # In the unbiased counting frame; None too for slides counted before it was recorded.
+        "frame_counts": {
+            "RBC": slide.rbc_frame_count,
+            "WBC": slide.wbc_frame_count,
+            "Platelets": slide.platelet_frame_count,
+        }
+        if counted and slide.rbc_frame_count is not None
+        else None,
         "attempts": slide.attempts,
         "finished_at": slide.finished_at,
     }

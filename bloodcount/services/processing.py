@@ -185,6 +185,9 @@ def _finish_done(res, slide_id, claim, result, model: dict, key: str, total_ms: 
                 "width": result.width,
                 "height": result.height,
                 **outcome,
+                "rbc_frame_count": result.frame_counts["RBC"],
+                "wbc_frame_count": result.frame_counts["WBC"],
+                "platelet_frame_count": result.frame_counts["Platelets"],
                 "overlay_key": key if result.overlay is not None else None,
                 "decode_ms": result.timings.get("decode"),
                 "detect_ms": _finding_ms(result.timings),
@@ -249,6 +252,7 @@ def _cell_row(analysis_id: int, cell: Any) -> dict[str, Any]:
         "y1": y1,
         "edge": bool(cell.edge),
         "review": bool(cell.review),
+        "frame": bool(cell.frame),
     }
 
 
@@ -260,6 +264,9 @@ def _failed_values(reason: str) -> dict[str, Any]:
         "rbc_count": None,
         "wbc_count": None,
         "platelet_count": None,
+        "rbc_frame_count": None,
+        "wbc_frame_count": None,
+        "platelet_frame_count": None,
         "overlay_key": None,
         "finished_at": now,
         "updated_at": now,

@@ -37,6 +37,9 @@ VIEW = table(
             "model_sha256",
             "submitted_at",
             "finished_at",
+            "rbc_frame_count",
+            "wbc_frame_count",
+            "platelet_frame_count",
         )
     ),
 )
@@ -55,6 +58,10 @@ SLIDE_FIELDS = [
     "model_version",
     "model_sha256",
     "finished_at",
+    # Last, so the columns labs' spreadsheets already read stay where they were.
+    "frame_RBC",
+    "frame_WBC",
+    "frame_Platelets",
 ]
 BATCH_FIELDS = [
     "batch_id",
@@ -89,6 +96,9 @@ def batch_report(res: Resources, lab_id: int, batch_id: str) -> dict[str, Any]:
             v.model_version,
             v.model_sha256,
             v.finished_at,
+            v.rbc_frame_count.label("frame_RBC"),
+            v.wbc_frame_count.label("frame_WBC"),
+            v.platelet_frame_count.label("frame_Platelets"),
         )
         .where(v.lab_id == lab_id, v.batch_id == batch_id)
         .order_by(v.position)
@@ -97,7 +107,8 @@ def batch_report(res: Resources, lab_id: int, batch_id: str) -> dict[str, Any]:
         rows = [dict(r._mapping) for r in connection.execute(query)]
     for row in rows:
         if row["status"] != "done":  # a slide being reprocessed still holds old figures
-            row["RBC"] = row["WBC"] = row["Platelets"] = None
+            for key in ("RBC", "WBC", "Platelets", "frame_RBC", "frame_WBC", "frame_Platelets"):
+                row[key] = None
     return {"batch": summary, "slides": rows}
 
 

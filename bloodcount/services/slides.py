@@ -28,6 +28,7 @@ def cell_item(cell: Cell) -> dict[str, Any]:
         "probabilities": {"RBC": cell.p_rbc, "WBC": cell.p_wbc, "Platelets": cell.p_platelets},
         "edge": cell.edge,
         "review": cell.review,
+        "frame": cell.frame,
     }
 
 

@@ -32,6 +32,9 @@ VIEW_COLUMNS = [
     "model_sha256",
     "submitted_at",
     "finished_at",
+    "rbc_frame_count",
+    "wbc_frame_count",
+    "platelet_frame_count",
 ]
 
 
@@ -134,6 +137,9 @@ def test_count_report_view_columns_and_rows(empty_database):
                     rbc_count=20,
                     wbc_count=1,
                     platelet_count=2,
+                    rbc_frame_count=18,
+                    wbc_frame_count=1,
+                    platelet_frame_count=2,
                     model_name="m",
                     model_version="1",
                 )
@@ -144,5 +150,7 @@ def test_count_report_view_columns_and_rows(empty_database):
             row = result.mappings().one()
         assert (row["lab"], row["reference"], row["file"]) == ("View Lab", "REF-1", "a.jpg")
         assert (row["rbc_count"], row["wbc_count"], row["platelet_count"]) == (20, 1, 2)
+        frame = (row["rbc_frame_count"], row["wbc_frame_count"], row["platelet_frame_count"])
+        assert frame == (18, 1, 2)
     finally:
         engine.dispose()

@@ -63,7 +63,7 @@ def test_copied_cell_rows_are_the_analysis_cells(queued):
         assert probabilities == pytest.approx(
             tuple(cell.probabilities[k] for k in ("RBC", "WBC", "Platelets"))
         )
-        assert (row.edge, row.review) == (bool(cell.edge), bool(cell.review))
+        assert (row.edge, row.review, row.frame) == (cell.edge, cell.review, cell.frame)
     slide = _slide(queued, slide_id)
     assert (slide.rbc_count, slide.wbc_count, slide.platelet_count) == (
         analysis.rbc_count,
@@ -71,3 +71,4 @@ def test_copied_cell_rows_are_the_analysis_cells(queued):
         analysis.platelet_count,
     )
     assert sum(1 for r in rows if r.label == "RBC") == slide.rbc_count
+    assert sum(1 for r in rows if r.label == "RBC" and r.frame) == slide.rbc_frame_count

@@ -57,15 +57,19 @@ def test_submit_processes_images_and_zips_with_the_analyzers_counts(api_env):
         "more.zip/inner/c.jpg",
     ]
     sources = [SLIDES["a.jpg"], SLIDES["b.png"], smear_bytes(4, ".bmp"), smear_bytes(3)]
-    expected = [api_env.analyzer.analyze_bytes(data, "x").counts for data in sources]
+    results = [api_env.analyzer.analyze_bytes(data, "x") for data in sources]
+    expected = [r.counts for r in results]
     assert [s["counts"] for s in slides] == expected
+    assert [s["frame_counts"] for s in slides] == [r.frame_counts for r in results]
     assert batch["totals"] == {k: sum(c[k] for c in expected) for k in ("RBC", "WBC", "Platelets")}
     assert sum(batch["totals"].values()) > 0
 
     detail = api_env.get(f"/api/v1/slides/{slides[0]['id']}").get_json()
     assert len(detail["cells"]) == sum(detail["counts"].values())
     cell = detail["cells"][0]
-    assert set(cell) == {"label", "confidence", "box", "probabilities", "edge", "review"}
+    assert set(cell) == {"label", "confidence", "box", "probabilities", "edge", "review", "frame"}
+    framed = {k: sum(c["label"] == k and c["frame"] for c in detail["cells"]) for k in expected[0]}
+    assert detail["frame_counts"] == framed
     assert detail["model"] == api_env.analyzer.model_info
     overlay = api_env.get(detail["overlay_url"])
     assert overlay.status_code == 200 and overlay.data.startswith(b"\xff\xd8\xff")
@@ -287,7 +291,11 @@ def test_reports_csv_json_and_counts(api_env):
         "batch_id,reference,slide_id,position,file,status,error,RBC,WBC,Platelets"
     )
     assert len(lines) == 3 and ",failed," in lines[2]
+    assert lines[0].endswith(",finished_at,frame_RBC,frame_WBC,frame_Platelets")
     report = api_env.get(f"/api/v1/batches/{body['id']}/report.json").get_json()
+    done, failed = report["slides"]
+    assert done["frame_RBC"] is not None and done["frame_RBC"] <= done["RBC"]
+    assert failed["frame_RBC"] is None and failed["RBC"] is None
     assert report["batch"]["status"] == "done_with_errors"
     assert report["slides"][0]["RBC"] == report["batch"]["totals"]["RBC"]
     counts = api_env.get("/api/v1/reports/counts?from=2000-01-01").get_json()
