@@ -21,6 +21,8 @@ down_revision = '0002'
 branch_labels = None
 depends_on = None
 
+# 0002's view text, repeated rather than imported: a revision must read the same whatever
+# later revisions do, so each one carries the SQL it creates.
 _BEFORE = """
 CREATE VIEW count_report AS
 SELECT
