@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+import urllib.request
 
 import pytest
 
@@ -178,6 +179,17 @@ def test_technician_journey(web_service, browser_context, slides, screenshot):
     page.locator("#figure svg image").wait_for()
     counts = dict(zip(CLASSES, _numbers(page, "#slide-counts dd")[:3], strict=True))
     assert page.locator("rect.cell-box").count() == sum(counts.values())
+    # The counting frame's counts, as the API reports them, never above the visible counts.
+    framed = dict(zip(CLASSES, _numbers(page, "#slide-frame-counts dd"), strict=True))
+    slide_id = page.url.rsplit("/", 1)[1]
+    request = urllib.request.Request(
+        f"{service.base_url}/api/v1/slides/{slide_id}",
+        headers={"Authorization": f"Bearer {service.api_key}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        api_slide = json.load(response)
+    assert framed == api_slide["frame_counts"]
+    assert all(framed[c] <= counts[c] for c in CLASSES)
     assert counts["RBC"] == int(table[real[0].name][2])
     for name in CLASSES:
         assert page.locator(f"g.class-{name} rect.cell-box").count() == counts[name]

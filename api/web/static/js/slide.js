@@ -130,6 +130,13 @@ function renderSide(slide) {
   }
   const review = slide.cells.filter((c) => c.review).length;
   list.append(el("div", {}, el("dt", {}, "To review"), el("dd", {}, String(review))));
+  // Null for slides analysed before the frame was recorded: shown as a dash, not as zero.
+  const frame = slide.frame_counts || {};
+  const framed = document.getElementById("slide-frame-counts");
+  clear(framed);
+  for (const name of classNames) {
+    framed.append(el("div", { class: `class-${name}` }, el("dt", {}, name), el("dd", {}, formatCount(frame[name]))));
+  }
   const model = slide.model || {};
   const sha = model.sha256 ? el("span", { title: model.sha256 }, `${model.sha256.slice(0, 12)}…`) : "–";
   facts(document.getElementById("slide-model"), [
