@@ -41,32 +41,37 @@ FIND_THRESHOLD_SHARE = 0.5  # unlabelled finds above half the shipped thresholds
 FIND_GROW = 1.5  # an ignored find's box, grown about its centre
 MATCH_IOU = 0.3
 CUT_MARGIN = 8  # px: --check counts a TXL box this close to an edge as cut by the border
-MAX_PIXELS = 50_000_000
 
 
 def bccd_records(side: str, data_dir: Path | None = None, split_path: Path | None = None):
     """BCCD slides that TXL-PBC did not re-annotate, on ``side`` of the split manifest."""
-    data_dir = Path(data_dir or default_data_dir())
     wanted = {
         e["sha256"]
         for e in load_split(split_path)["images"]
         if e["side"] == side and e["source"] == "bccd"
     }
-    records = read_voc(data_dir / "bccd/Annotations", data_dir / "bccd/JPEGImages", "bccd")
-    return [r for r in records if file_sha256(r.image_path) in wanted]
+    return [r for r in _all_bccd(data_dir) if file_sha256(r.image_path) in wanted]
+
+
+def _all_bccd(data_dir: Path | None) -> list:
+    """Every BCCD slide with BCCD's own (VOC) boxes."""
+    data_dir = Path(data_dir or default_data_dir())
+    return read_voc(data_dir / "bccd/Annotations", data_dir / "bccd/JPEGImages", "bccd")
 
 
 def unlabelled_finds(records, detector_dir: Path | None = None) -> dict:
     """Per slide name, the white cells and platelets a detector finds that BCCD did not box."""
+    from bloodcount.config import load_settings
     from bloodcount.vision.decode import decode_image
     from bloodcount.vision.dense_detector import DETECTOR_DIR, DenseDetector
     from bloodcount.vision.detect_dense import detect_cells_dense
 
+    max_pixels = load_settings().max_image_pixels  # the analyser's own limit
     detector = DenseDetector.load(detector_dir or DETECTOR_DIR)
     detector.thresholds = detector.thresholds * FIND_THRESHOLD_SHARE
     finds = {}
     for record in records:
-        image = decode_image(record.image_path.read_bytes(), MAX_PIXELS)
+        image = decode_image(record.image_path.read_bytes(), max_pixels)
         found = detect_cells_dense(image, detector)
         rows = []
         for name in TRAINED:
@@ -97,7 +102,6 @@ def partial_slide(record, finds: list) -> Slide:
         ignore.append((grown, CLASSES.index(name)))
     return dataclasses.replace(
         slide,
-        source="bccd",
         boxes=slide.boxes[kept],
         labels=slide.labels[kept],
         ignore_boxes=np.array([b for b, _ in ignore], np.float32).reshape(-1, 4),
@@ -121,12 +125,8 @@ def partial_slides(finds_path: Path, data_dir: Path | None = None) -> list:
 
 def check(data_dir: Path | None = None) -> dict:
     """How completely BCCD boxes what TXL-PBC boxes on the slides both label (IoU >= 0.3)."""
-    data_dir = Path(data_dir or default_data_dir())
-    bccd = {
-        file_sha256(r.image_path): r
-        for r in read_voc(data_dir / "bccd/Annotations", data_dir / "bccd/JPEGImages", "bccd")
-    }
-    txl = data_dir / "txl-pbc"
+    bccd = {file_sha256(r.image_path): r for r in _all_bccd(data_dir)}
+    txl = Path(data_dir or default_data_dir()) / "txl-pbc"
     out = {}
     for record in read_yolo(txl / "train/labels", txl / "train/images", txl / "classes.txt"):
         other = bccd.get(file_sha256(record.image_path)) if record.source == "txl-bccd" else None
