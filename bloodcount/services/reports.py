@@ -73,7 +73,13 @@ BATCH_FIELDS = [
     "RBC",
     "WBC",
     "Platelets",
+    # Last, as in SLIDE_FIELDS; empty for a batch with slides counted before the frame was.
+    "frame_RBC",
+    "frame_WBC",
+    "frame_Platelets",
 ]
+COUNTS = ("RBC", "WBC", "Platelets")
+FRAME_COUNTS = ("frame_RBC", "frame_WBC", "frame_Platelets")
 
 
 def batch_report(res: Resources, lab_id: int, batch_id: str) -> dict[str, Any]:
@@ -107,7 +113,7 @@ def batch_report(res: Resources, lab_id: int, batch_id: str) -> dict[str, Any]:
         rows = [dict(r._mapping) for r in connection.execute(query)]
     for row in rows:
         if row["status"] != "done":  # a slide being reprocessed still holds old figures
-            for key in ("RBC", "WBC", "Platelets", "frame_RBC", "frame_WBC", "frame_Platelets"):
+            for key in COUNTS + FRAME_COUNTS:
                 row[key] = None
     return {"batch": summary, "slides": rows}
 
@@ -115,7 +121,8 @@ def batch_report(res: Resources, lab_id: int, batch_id: str) -> dict[str, Any]:
 def counts_report(
     res: Resources, lab_id: int, submitted_from: datetime | None, submitted_to: datetime | None
 ) -> dict[str, Any]:
-    """Per-batch totals of finished slides for batches submitted in [from, to), and the sum."""
+    """Per-batch totals of finished slides for batches submitted in [from, to), and the sum
+    (visible counts, and the counting frame's where every finished slide has them)."""
     v = VIEW.c
     query = (
         select(
@@ -128,6 +135,12 @@ def counts_report(
             _sum_if_done(v.rbc_count).label("RBC"),
             _sum_if_done(v.wbc_count).label("WBC"),
             _sum_if_done(v.platelet_count).label("Platelets"),
+            _sum_if_done(v.rbc_frame_count).label("frame_RBC"),
+            _sum_if_done(v.wbc_frame_count).label("frame_WBC"),
+            _sum_if_done(v.platelet_frame_count).label("frame_Platelets"),
+            func.sum(case(((v.status == "done") & v.rbc_frame_count.is_(None), 1), else_=0)).label(
+                "unframed"
+            ),
         )
         .where(v.lab_id == lab_id)
         .group_by(v.batch_id, v.reference, v.submitted_at)
@@ -140,11 +153,19 @@ def counts_report(
     with res.engine.connect() as connection:
         rows = [dict(r._mapping) for r in connection.execute(query)]
     for row in rows:
-        for key in ("slides", "done", "failed", "RBC", "WBC", "Platelets"):
+        for key in ("slides", "done", "failed") + COUNTS:
             row[key] = int(row[key] or 0)
-    totals = {
-        k: sum(r[k] for r in rows) for k in ("slides", "done", "failed", "RBC", "WBC", "Platelets")
+        # Slides counted before frame counts were recorded leave the batch's frame sums
+        # short: no figure rather than one that passes for the total.
+        unframed = int(row.pop("unframed") or 0)
+        for key in FRAME_COUNTS:
+            row[key] = None if unframed else int(row[key] or 0)
+    totals: dict[str, int | None] = {
+        k: sum(r[k] for r in rows) for k in ("slides", "done", "failed") + COUNTS
     }
+    for key in FRAME_COUNTS:
+        values = [r[key] for r in rows]
+        totals[key] = None if None in values else sum(values)
     return {
         "from": submitted_from,
         "to": submitted_to,

@@ -48,6 +48,13 @@ def progress_columns() -> list[ColumnElement]:
         _done_sum(Slide.rbc_count).label("rbc"),
         _done_sum(Slide.wbc_count).label("wbc"),
         _done_sum(Slide.platelet_count).label("platelets"),
+        _done_sum(Slide.rbc_frame_count).label("frame_rbc"),
+        _done_sum(Slide.wbc_frame_count).label("frame_wbc"),
+        _done_sum(Slide.platelet_frame_count).label("frame_platelets"),
+        # Finished slides without frame counts (analysed before they were recorded).
+        func.sum(case(((Slide.status == "done") & Slide.rbc_frame_count.is_(None), 1), else_=0))
+        .cast(Integer)
+        .label("unframed"),
         func.max(Slide.finished_at).label("last_finished"),
     ]
 
@@ -74,7 +81,7 @@ def progress_query(batch_ids_filter) -> Any:
 
 
 def summary_from_row(row: Any) -> dict[str, Any]:
-    """status, progress, totals and finished_at of a batch from its aggregate row."""
+    """status, progress, totals (visible and in the counting frame) and finished_at of a batch."""
     counts = {
         s: int(getattr(row, s) or 0)
         for s in ("uploading", "queued", "processing", "done", "failed")
@@ -87,5 +94,13 @@ def summary_from_row(row: Any) -> dict[str, Any]:
         "status": status,
         "progress": {"total": int(row.total), **counts},
         "totals": {"RBC": int(row.rbc), "WBC": int(row.wbc), "Platelets": int(row.platelets)},
+        # A sum that left out some slides would pass for the batch's total: none instead.
+        "frame_totals": None
+        if row.unframed
+        else {
+            "RBC": int(row.frame_rbc),
+            "WBC": int(row.frame_wbc),
+            "Platelets": int(row.frame_platelets),
+        },
         "finished_at": finished,
     }

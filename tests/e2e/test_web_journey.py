@@ -157,6 +157,11 @@ def test_technician_journey(web_service, browser_context, slides, screenshot):
         for k, name in enumerate(CLASSES):
             assert int(by_file[image.name][name]) == int(table[image.name][2 + k])
     assert by_file["broken.jpg"]["status"] == "failed" and by_file["broken.jpg"]["error"]
+    # The batch's counting-frame totals: the report's per-slide frame counts, summed.
+    frame_totals = _numbers(page, "#frame-totals dd")
+    for k, name in enumerate(CLASSES):
+        assert frame_totals[k] == sum(int(by_file[i.name][f"frame_{name}"]) for i in real)
+        assert frame_totals[k] <= totals[k]
 
     with page.expect_download() as download_info:
         page.get_by_role("button", name="Download JSON").click()

@@ -6,6 +6,7 @@ Every loop here is bounded in time and stops by itself.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -14,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,16 @@ def drop_schema(base_url: str, schema: str) -> None:
             connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def fresh_schema(base_url: str) -> Iterator[str]:
+    """The URL of a new schema in ``base_url``'s database, dropped on exit."""
+    schema, url = create_schema(base_url)
+    try:
+        yield url
+    finally:
+        drop_schema(base_url, schema)
 
 
 class Stack:

@@ -63,6 +63,8 @@ def test_submit_processes_images_and_zips_with_the_analyzers_counts(api_env):
     assert [s["frame_counts"] for s in slides] == [r.frame_counts for r in results]
     assert batch["totals"] == {k: sum(c[k] for c in expected) for k in ("RBC", "WBC", "Platelets")}
     assert sum(batch["totals"].values()) > 0
+    framed = {k: sum(r.frame_counts[k] for r in results) for k in ("RBC", "WBC", "Platelets")}
+    assert batch["frame_totals"] == framed
 
     detail = api_env.get(f"/api/v1/slides/{slides[0]['id']}").get_json()
     assert len(detail["cells"]) == sum(detail["counts"].values())
@@ -300,13 +302,48 @@ def test_reports_csv_json_and_counts(api_env):
     assert report["slides"][0]["RBC"] == report["batch"]["totals"]["RBC"]
     counts = api_env.get("/api/v1/reports/counts?from=2000-01-01").get_json()
     assert counts["totals"]["slides"] == 2 and counts["totals"]["failed"] == 1
+    (row,) = counts["batches"]
+    assert [row[f"frame_{k}"] for k in ("RBC", "WBC", "Platelets")] == [
+        done[f"frame_{k}"] for k in ("RBC", "WBC", "Platelets")
+    ]
+    assert counts["totals"]["frame_RBC"] == done["frame_RBC"]
     assert counts["batches"][0]["submitted_at"].endswith("Z")
     assert api_env.get("/api/v1/reports/counts", lab="Lab B").get_json()["totals"]["slides"] == 0
     as_csv = api_env.get("/api/v1/reports/counts?format=csv")
     assert as_csv.mimetype == "text/csv" and "REP" in as_csv.data.decode()
     assert (
+        as_csv.data.decode()
+        .splitlines()[0]
+        .endswith(",Platelets,frame_RBC,frame_WBC,frame_Platelets")
+    )
+    assert (
         api_env.get("/api/v1/reports/counts?from=2999-01-01").get_json()["totals"]["batches"] == 0
     )
+
+
+def test_frame_totals_are_null_while_a_finished_slide_lacks_frame_counts(api_env):
+    old = api_env.submit({"a.jpg": SLIDES["a.jpg"], "b.png": SLIDES["b.png"]}).get_json()["id"]
+    new = api_env.submit({"a.jpg": SLIDES["a.jpg"]}).get_json()["id"]
+    with api_env.resources.sessions() as session, session.begin():
+        # As migration 0003 leaves a slide counted before it: counts, no frame counts.
+        slide = session.scalars(select(Slide).where(Slide.batch_id == old)).first()
+        slide.rbc_frame_count = slide.wbc_frame_count = slide.platelet_frame_count = None
+    assert api_env.get(f"/api/v1/batches/{old}").get_json()["frame_totals"] is None
+    with api_env.resources.sessions() as session, session.begin():
+        # Frame counts unlike the visible ones (these synthetic smears cut no cell), so the
+        # sums below can only come from the frame columns.
+        slide = session.scalars(select(Slide).where(Slide.batch_id == new)).one()
+        slide.rbc_frame_count, slide.wbc_frame_count, slide.platelet_frame_count = 5, 1, 2
+    fresh = api_env.get(f"/api/v1/batches/{new}").get_json()
+    assert fresh["frame_totals"] == {"RBC": 5, "WBC": 1, "Platelets": 2} != fresh["totals"]
+    counts = api_env.get("/api/v1/reports/counts").get_json()
+    rows = {row["batch_id"]: row for row in counts["batches"]}
+    assert rows[old]["frame_RBC"] is None and rows[old]["RBC"] > 0
+    assert [rows[new][f"frame_{k}"] for k in ("RBC", "WBC", "Platelets")] == [5, 1, 2]
+    # The sum over batches would leave the old slide out, so there is none.
+    assert counts["totals"]["frame_RBC"] is None and counts["totals"]["RBC"] > 0
+    csv_rows = api_env.get("/api/v1/reports/counts?format=csv").data.decode().splitlines()
+    assert any(line.endswith(",,,") for line in csv_rows[1:])
 
 
 def test_multipart_field_may_be_named_file(api_env):

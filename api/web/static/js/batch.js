@@ -15,6 +15,7 @@ const statusNode = document.getElementById("batch-status");
 const bar = document.getElementById("batch-progress");
 const progressNode = document.getElementById("progress-text");
 const totalsNode = document.getElementById("totals");
+const frameTotalsNode = document.getElementById("frame-totals");
 const slidesBody = document.getElementById("slides-body");
 const chartNode = document.getElementById("counts-chart");
 const failedBox = document.getElementById("failed");
@@ -37,6 +38,13 @@ function renderBatch(batch) {
   const totals = batch.totals || {};
   for (const name of classNames) {
     totalsNode.append(el("div", { class: `class-${name}` }, el("dt", {}, `${name} total`), el("dd", {}, formatCount(totals[name]))));
+  }
+  // Null while a finished slide lacks frame counts (analysed before they were recorded):
+  // dashes, not a sum that leaves slides out.
+  clear(frameTotalsNode);
+  const frame = batch.frame_totals || {};
+  for (const name of classNames) {
+    frameTotalsNode.append(el("div", { class: `class-${name}` }, el("dt", {}, name), el("dd", {}, formatCount(frame[name]))));
   }
 }
 

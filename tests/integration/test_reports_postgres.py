@@ -1,0 +1,26 @@
+"""The reports' aggregates again, on PostgreSQL: sums over CASE with NULL frame counts must
+give the same answers there as on SQLite (the unit tier)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.servicekit import ApiEnv
+from tests.support.stack import fresh_schema
+
+# The same tests as the SQLite unit tier, run against this module's `api_env` fixture.
+from tests.unit.test_api_batches import (  # noqa: F401
+    test_frame_totals_are_null_while_a_finished_slide_lacks_frame_counts,
+    test_reports_csv_json_and_counts,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def api_env(postgres_url, tmp_path):
+    """The unit tier's embedded service, its database a fresh PostgreSQL schema."""
+    with fresh_schema(postgres_url) as url:
+        env = ApiEnv(tmp_path, database_url=url)
+        yield env
+        env.close()
