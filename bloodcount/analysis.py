@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from bloodcount.config import Settings, load_settings
+from bloodcount.slide_warnings import slide_warnings
 from bloodcount.vision import CLASSES
 from bloodcount.vision.decode import SlideError, decode_image
 from bloodcount.vision.geometry import in_counting_frame, touches_border
@@ -65,6 +66,8 @@ class SlideResult:
     # The same cells counted in the unbiased counting frame (see Cell.frame).
     frame_counts: dict[str, int] = field(default_factory=lambda: {c: 0 for c in CLASSES})
     cells: list[Cell] = field(default_factory=list)
+    # Reasons to look at a counted slide before trusting it (bloodcount.slide_warnings).
+    warnings: list[dict[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     # JPEG overlay, made only on request; never part of the JSON.
     overlay: bytes | None = field(default=None, repr=False)
@@ -80,6 +83,7 @@ class SlideResult:
             "counts": dict(self.counts),
             "frame_counts": dict(self.frame_counts),
             "cells": [c.to_dict() for c in self.cells],
+            "warnings": [dict(w) for w in self.warnings],
             "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -191,6 +195,7 @@ class Analyzer:
             counts=counts,
             frame_counts=frame_counts,
             cells=cells,
+            warnings=slide_warnings(counts, [c.review for c in cells], found.radius),
             timings=dict(found.timings),
         )
 

@@ -26,6 +26,8 @@ CSV_FIELDS = [
     "frame_RBC",
     "frame_WBC",
     "frame_Platelets",
+    # The codes of the slide's warnings, ";"-separated (the JSON has their messages).
+    "warnings",
 ]
 
 _analyzer = None  # one per process, so each worker loads the model once
@@ -127,6 +129,7 @@ def _csv_row(slide: dict[str, Any]) -> dict[str, Any]:
     row["review"] = sum(c["review"] for c in slide["cells"])
     row["edge"] = sum(c["edge"] for c in slide["cells"])
     row.update({f"frame_{label}": n for label, n in slide["frame_counts"].items()})
+    row["warnings"] = ";".join(w["code"] for w in slide["warnings"])
     return row
 
 
@@ -180,6 +183,13 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"bloodcount analyze: {failed} of {len(slides)} slides could not be analysed "
             '(see their "error")',
+            file=sys.stderr,
+        )
+    warned = sum(bool(s["warnings"]) for s in slides)
+    if warned:
+        print(
+            f"bloodcount analyze: {warned} of {len(slides)} slides were counted with warnings "
+            '(see their "warnings"): check them before trusting their counts',
             file=sys.stderr,
         )
     return 0

@@ -49,6 +49,11 @@ def scale_factor(radius: float) -> float:
     return float(np.clip(CANONICAL_RADIUS / max(radius, 1e-6), MIN_FACTOR, MAX_FACTOR))
 
 
+def radius_in_range(radius: float) -> bool:
+    """Whether a slide with this red-cell radius (px) can be brought to the canonical scale."""
+    return MIN_FACTOR <= CANONICAL_RADIUS / max(radius, 1e-6) <= MAX_FACTOR
+
+
 def plasma_colour(image: np.ndarray) -> tuple[int, int, int]:
     """Per-channel median of the brightest fifth of pixels: the glass between cells."""
     pixels = image.reshape(-1, 3)

@@ -49,6 +49,8 @@ class Detections:
     background: np.ndarray
     edge: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    # The red-cell radius (original px) the slide was analysed at: the slide checks read it.
+    radius: float | None = None
 
 
 def _dedupe_proposals(boxes: np.ndarray) -> np.ndarray:
@@ -138,4 +140,5 @@ def detect_cells(
         background=background,
         edge=touches_border(boxes, w, h),
         timings={k: v * 1000 for k, v in timings.items()},
+        radius=radius,
     )

@@ -161,4 +161,5 @@ def detect_cells_dense(
         background=found.background[keep],
         edge=found.edge[keep],
         timings={k: v * 1000 for k, v in timings.items()},
+        radius=radius,
     )

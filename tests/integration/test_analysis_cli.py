@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+import cv2
+import numpy as np
 import pytest
 
 from bloodcount.cli import main
@@ -75,3 +77,23 @@ def test_analyze_classical_method_records_the_classifier(data_dir, classifier_di
 def test_analyze_usage_errors_exit_non_zero(tmp_path):
     assert main(["analyze", str(tmp_path / "missing.jpg"), "--output", "-"]) == 2
     assert main(["analyze", str(tmp_path), "--output", "-"]) == 2  # a folder with no images
+
+
+def test_analyze_warns_about_slides_it_cannot_vouch_for(data_dir, tmp_path, capsys):
+    """A real smear and a field of noise: both counted, only the noise carries a warning,
+    in the JSON, the CSV and a line on stderr."""
+    real = sorted((data_dir / "bccd" / "JPEGImages").glob("*.jpg"))[0]
+    noise = tmp_path / "noise.png"
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(noise), rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+    out, table = tmp_path / "out.json", tmp_path / "out.csv"
+    args = ["analyze", str(real), str(noise), "-o", str(out), "--csv", str(table), "--no-progress"]
+    assert main(args) == 0
+    document = json.loads(out.read_text())
+    validate(document)
+    smear, field = document["slides"]
+    assert smear["status"] == field["status"] == "ok"
+    assert smear["warnings"] == []
+    assert [w["code"] for w in field["warnings"]] == ["no_red_cells"]
+    assert [row["warnings"] for row in csv.DictReader(table.open())] == ["", "no_red_cells"]
+    assert "1 of 2 slides were counted with warnings" in capsys.readouterr().err

@@ -77,3 +77,23 @@ def test_dense_cells_follow_the_contract(mosaic):
         assert cell["review"] == (cell["confidence"] < analyzer.settings.review_threshold)
         assert cell["edge"] == (x0 <= 1 or y0 <= 1 or x1 >= w - 1 or y1 >= h - 1)
         assert cell["frame"] == (x1 < w - 1 and y1 < h - 1)
+
+
+def test_real_smears_carry_no_warnings_and_unreadable_scales_do(data_dir):
+    """Slide warnings stay quiet on real smears of all three labs and of CBC, and speak up
+    when a real smear is shown at a scale the detector cannot bring to its own."""
+    train = data_dir / "txl-pbc" / "train" / "images"
+    files = [
+        *sorted((data_dir / "bccd" / "JPEGImages").glob("*.jpg"))[::30],
+        *sorted(train.glob("BloodImage_*.jpg"))[::30],
+        *sorted(p for p in train.glob("*.jpg") if not p.name.startswith("BloodImage"))[::40],
+        *sorted((data_dir / "cbc").rglob("*.jpg"))[::30],
+    ]
+    assert len(files) > 40
+    analyzer = Analyzer(method="dense")
+    warned = {f.name: r.warnings for f in files if (r := analyzer.analyze_path(f)).warnings}
+    assert warned == {}
+    smear = cv2.cvtColor(cv2.imread(str(files[0])), cv2.COLOR_BGR2RGB)
+    for factor in (0.1, 8.0):
+        result = analyzer.analyze_image(resize(smear, factor), f"x{factor}")
+        assert "scale_out_of_range" in [w["code"] for w in result.warnings], factor
