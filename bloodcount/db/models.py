@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Float,
@@ -127,6 +128,9 @@ class Slide(Base):
     rbc_frame_count: Mapped[int | None] = mapped_column(Integer)
     wbc_frame_count: Mapped[int | None] = mapped_column(Integer)
     platelet_frame_count: Mapped[int | None] = mapped_column(Integer)
+    # [{"code", "message"}] of bloodcount.slide_warnings: [] when none, NULL when the slide
+    # is not counted or was counted before they were recorded (revision 0004).
+    warnings: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
     model_name: Mapped[str | None] = mapped_column(String(100))
     model_version: Mapped[str | None] = mapped_column(String(50))
     model_sha256: Mapped[str | None] = mapped_column(String(64))

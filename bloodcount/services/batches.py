@@ -441,6 +441,9 @@ def slide_item(slide: Slide) -> dict[str, Any]:
         }
         if counted and slide.rbc_frame_count is not None
         else None,
+        # Reasons to look before trusting the counts; None too for slides counted before
+        # they were recorded.
+        "warnings": slide.warnings if counted else None,
         "attempts": slide.attempts,
         "finished_at": slide.finished_at,
     }

@@ -8,17 +8,18 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, column, func, select, table
+from sqlalchemy import JSON, case, column, func, select, table
 
 from bloodcount.db.types import UTCDateTime
 from bloodcount.resources import Resources
 from bloodcount.services.batches import batch_summary
 
-_TIMES = {"submitted_at", "finished_at"}
+# Columns whose values need converting on the way out (JSON is text on SQLite).
+_TYPES = {"submitted_at": UTCDateTime(), "finished_at": UTCDateTime(), "warnings": JSON()}
 VIEW = table(
     "count_report",
     *(
-        column(name, UTCDateTime() if name in _TIMES else None)
+        column(name, _TYPES.get(name))
         for name in (
             "slide_id",
             "lab_id",
@@ -40,6 +41,7 @@ VIEW = table(
             "rbc_frame_count",
             "wbc_frame_count",
             "platelet_frame_count",
+            "warnings",
         )
     ),
 )
@@ -62,6 +64,8 @@ SLIDE_FIELDS = [
     "frame_RBC",
     "frame_WBC",
     "frame_Platelets",
+    # A list of {"code", "message"} in JSON; in CSV the codes, ";"-separated.
+    "warnings",
 ]
 BATCH_FIELDS = [
     "batch_id",
@@ -105,6 +109,7 @@ def batch_report(res: Resources, lab_id: int, batch_id: str) -> dict[str, Any]:
             v.rbc_frame_count.label("frame_RBC"),
             v.wbc_frame_count.label("frame_WBC"),
             v.platelet_frame_count.label("frame_Platelets"),
+            v.warnings,
         )
         .where(v.lab_id == lab_id, v.batch_id == batch_id)
         .order_by(v.position)
@@ -113,7 +118,7 @@ def batch_report(res: Resources, lab_id: int, batch_id: str) -> dict[str, Any]:
         rows = [dict(r._mapping) for r in connection.execute(query)]
     for row in rows:
         if row["status"] != "done":  # a slide being reprocessed still holds old figures
-            for key in COUNTS + FRAME_COUNTS:
+            for key in COUNTS + FRAME_COUNTS + ("warnings",):
                 row[key] = None
     return {"batch": summary, "slides": rows}
 
@@ -186,6 +191,8 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def _cell(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, list):  # a slide's warnings: their codes
+        value = ";".join(w["code"] for w in value)
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     return value

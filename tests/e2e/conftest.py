@@ -43,9 +43,15 @@ class Service:
     api_key: str
     home: Path
     logs: list[Path] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     def log_text(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+    def new_lab(self, name: str) -> str:
+        """Another lab on the running service (a test of its own, unseen by the others'
+        pages); returns its key."""
+        return _create_lab(self.env, name)
 
 
 def _free_port() -> int:
@@ -72,7 +78,7 @@ def _service_env(home: Path, model_dir: Path) -> dict[str, str]:
     return env
 
 
-def _create_lab(env: dict[str, str]) -> str:
+def _create_lab(env: dict[str, str], name: str = "E2E lab") -> str:
     """Migrate the fresh database and create a lab in it; returns the lab's key."""
     from bloodcount.config import load_settings
     from bloodcount.db.engine import make_engine, make_session_factory
@@ -84,7 +90,7 @@ def _create_lab(env: dict[str, str]) -> str:
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine)() as session:
-            lab = create_lab(session, "E2E lab", settings.api_key_pepper)
+            lab = create_lab(session, name, settings.api_key_pepper)
             session.commit()
     finally:
         engine.dispose()
@@ -174,7 +180,7 @@ def web_service(tmp_path_factory, web_model_dir) -> Iterator[Service]:
                 )
         base_url = f"http://127.0.0.1:{port}"
         _wait_until_up(base_url + "/signin", processes, logs)
-        yield Service(base_url=base_url, api_key=api_key, home=home, logs=logs)
+        yield Service(base_url=base_url, api_key=api_key, home=home, logs=logs, env=env)
     finally:
         for process in processes:
             _stop(process)

@@ -233,3 +233,50 @@ def test_technician_journey(web_service, browser_context, slides, screenshot):
     assert not [u for u in requests if service.api_key in u]
     assert service.api_key not in service.log_text()
     assert problems == []
+
+
+def test_a_slide_counted_with_warnings_says_so(web_service, browser_context):
+    """A blank field is counted (no cells) with a warning: the batch page's note and the
+    slide page's warning box show the API's message."""
+    import cv2
+    import numpy as np
+    import requests
+
+    key = web_service.new_lab("E2E warnings lab")
+    blank = cv2.imencode(".png", np.full((480, 640, 3), 235, np.uint8))[1].tobytes()
+    response = requests.post(
+        f"{web_service.base_url}/api/v1/batches",
+        headers={"Authorization": f"Bearer {key}"},
+        files={"files": ("blank.png", blank, "image/png")},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    batch_id, slide_id = response.json()["id"], response.json()["slide_ids"][0]
+
+    page = browser_context.new_page()
+    problems: list[str] = []
+    _watch(page, [], problems)
+    page.goto(web_service.base_url + "/signin")
+    page.get_by_label("Lab API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/batches$"))
+    page.goto(f"{web_service.base_url}/batches/{batch_id}")
+    page.locator("#batch-status").filter(has_text="done").wait_for(timeout=FINISH_TIMEOUT_MS)
+    page.locator("#slides-body tr td a").wait_for()
+    api_slide = requests.get(
+        f"{web_service.base_url}/api/v1/slides/{slide_id}",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    ).json()
+    assert [w["code"] for w in api_slide["warnings"]] == ["no_red_cells"]
+    message = api_slide["warnings"][0]["message"]
+    note = page.locator("#slides-body tr").first.locator("td").nth(5)
+    assert note.inner_text() == message
+
+    page.get_by_role("link", name="blank.png").click()
+    page.wait_for_url(re.compile(r"/slides/[\w-]+$"))
+    box = page.locator("#slide-warnings")
+    box.wait_for(state="visible")
+    assert page.locator("#slide-warnings-list li").all_inner_texts() == [message]
+    assert _numbers(page, "#slide-counts dd")[:3] == [0, 0, 0]
+    assert problems == []

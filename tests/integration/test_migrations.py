@@ -1,5 +1,6 @@
 """Migrations on empty SQLite and PostgreSQL databases: up, down, up; one head; no drift."""
 
+import json
 import uuid
 
 import pytest
@@ -35,6 +36,7 @@ VIEW_COLUMNS = [
     "rbc_frame_count",
     "wbc_frame_count",
     "platelet_frame_count",
+    "warnings",
 ]
 
 
@@ -140,6 +142,7 @@ def test_count_report_view_columns_and_rows(empty_database):
                     rbc_frame_count=18,
                     wbc_frame_count=1,
                     platelet_frame_count=2,
+                    warnings=[{"code": "no_red_cells", "message": "none found"}],
                     model_name="m",
                     model_version="1",
                 )
@@ -152,5 +155,51 @@ def test_count_report_view_columns_and_rows(empty_database):
         assert (row["rbc_count"], row["wbc_count"], row["platelet_count"]) == (20, 1, 2)
         frame = (row["rbc_frame_count"], row["wbc_frame_count"], row["platelet_frame_count"])
         assert frame == (18, 1, 2)
+        # JSON on PostgreSQL, its text on SQLite: either way the same list to a reader.
+        warnings = row["warnings"]
+        warnings = json.loads(warnings) if isinstance(warnings, str) else warnings
+        assert warnings == [{"code": "no_red_cells", "message": "none found"}]
+    finally:
+        engine.dispose()
+
+
+def test_slides_counted_before_0004_keep_null_warnings_and_0003_comes_back(empty_database):
+    migrate.upgrade(empty_database, "0003")
+    engine = make_engine(empty_database)
+    try:
+        # Raw SQL: the models describe the head revision, not 0003.
+        t = {"t": "2026-01-01 00:00:00"}
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO labs (id, name, api_key_hash, api_key_prefix, created_at) "
+                    "VALUES (1, 'L', 'h', 'p', :t)"
+                ),
+                t,
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO batches (id, lab_id, slide_count, created_at, updated_at) "
+                    "VALUES ('b', 1, 1, :t, :t)"
+                ),
+                t,
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO slides (id, batch_id, lab_id, position, filename, object_key, "
+                    "status, attempts, rbc_count, created_at, updated_at) "
+                    "VALUES ('s', 'b', 1, 0, 'a.jpg', 'k', 'done', 1, 20, :t, :t)"
+                ),
+                t,
+            )
+        migrate.upgrade(empty_database)
+        with engine.connect() as connection:
+            row = connection.execute(text("SELECT * FROM count_report")).mappings().one()
+        assert row["rbc_count"] == 20 and row["warnings"] is None
+        migrate.downgrade(empty_database, "0003")
+        with engine.connect() as connection:
+            result = connection.execute(text("SELECT * FROM count_report"))
+            assert list(result.keys()) == VIEW_COLUMNS[:-1]
+            assert result.mappings().one()["rbc_count"] == 20
     finally:
         engine.dispose()

@@ -1,5 +1,5 @@
-"""The reports' aggregates again, on PostgreSQL: sums over CASE with NULL frame counts must
-give the same answers there as on SQLite (the unit tier)."""
+"""The reports again, on PostgreSQL: sums over CASE with NULL frame counts and the JSON
+warnings column must give the same answers there as on SQLite (the unit tier)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from tests.support.stack import fresh_schema
 
 # The same tests as the SQLite unit tier, run against this module's `api_env` fixture.
 from tests.unit.test_api_batches import (  # noqa: F401
+    test_a_blank_field_is_counted_with_a_warning_in_every_view,
     test_frame_totals_are_null_while_a_finished_slide_lacks_frame_counts,
     test_reports_csv_json_and_counts,
 )

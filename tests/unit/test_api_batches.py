@@ -293,7 +293,7 @@ def test_reports_csv_json_and_counts(api_env):
         "batch_id,reference,slide_id,position,file,status,error,RBC,WBC,Platelets"
     )
     assert len(lines) == 3 and ",failed," in lines[2]
-    assert lines[0].endswith(",finished_at,frame_RBC,frame_WBC,frame_Platelets")
+    assert lines[0].endswith(",finished_at,frame_RBC,frame_WBC,frame_Platelets,warnings")
     report = api_env.get(f"/api/v1/batches/{body['id']}/report.json").get_json()
     done, failed = report["slides"]
     assert done["frame_RBC"] is not None and done["frame_RBC"] <= done["RBC"]
@@ -344,6 +344,31 @@ def test_frame_totals_are_null_while_a_finished_slide_lacks_frame_counts(api_env
     assert counts["totals"]["frame_RBC"] is None and counts["totals"]["RBC"] > 0
     csv_rows = api_env.get("/api/v1/reports/counts?format=csv").data.decode().splitlines()
     assert any(line.endswith(",,,") for line in csv_rows[1:])
+
+
+def _png(image) -> bytes:
+    import cv2
+
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def test_a_blank_field_is_counted_with_a_warning_in_every_view(api_env):
+    import numpy as np
+
+    blank = _png(np.full((480, 640, 3), 235, np.uint8))
+    body = api_env.submit({"smear.jpg": SLIDES["a.jpg"], "blank.png": blank}).get_json()
+    smear, empty = api_env.get(f"/api/v1/batches/{body['id']}/slides").get_json()["items"]
+    assert smear["status"] == empty["status"] == "done"
+    assert smear["warnings"] == [] and empty["counts"]["RBC"] == 0
+    assert [w["code"] for w in empty["warnings"]] == ["no_red_cells"]
+    assert empty["warnings"][0]["message"].startswith("no red cells found")
+    detail = api_env.get(f"/api/v1/slides/{empty['id']}").get_json()
+    assert detail["warnings"] == empty["warnings"]
+    report = api_env.get(f"/api/v1/batches/{body['id']}/report.json").get_json()
+    assert [r["warnings"] for r in report["slides"]] == [[], empty["warnings"]]
+    lines = api_env.get(f"/api/v1/batches/{body['id']}/report.csv").data.decode().splitlines()
+    assert lines[0].endswith(",frame_Platelets,warnings")
+    assert lines[1].endswith(",") and lines[2].endswith(",no_red_cells")
 
 
 def test_multipart_field_may_be_named_file(api_env):

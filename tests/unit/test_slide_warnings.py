@@ -6,10 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from bloodcount.analysis import Analyzer
 from bloodcount.schemas import SCHEMA_DIR
 from bloodcount.slide_warnings import CODES, slide_warnings
+from tests.servicekit import ROOT
 
 NORMAL = {"RBC": 25, "WBC": 1, "Platelets": 2}
 
@@ -53,10 +55,14 @@ def test_mostly_uncertain_needs_half_the_cells_and_a_few_of_them():
     assert _codes({"RBC": 4, "WBC": 0, "Platelets": 0}, reviews=[True] * 4) == ["mostly_uncertain"]
 
 
-def test_the_schema_lists_exactly_the_codes():
+def test_the_schema_and_the_api_document_list_exactly_the_codes():
     schema = json.loads((SCHEMA_DIR / "analysis-v1.json").read_text())
     warning = schema["$defs"]["slide"]["properties"]["warnings"]["items"]
     assert tuple(warning["properties"]["code"]["enum"]) == CODES
+    api = yaml.safe_load((ROOT / "api" / "openapi.yaml").read_text())
+    assert tuple(api["components"]["schemas"]["SlideWarning"]["properties"]["code"]["enum"]) == (
+        CODES
+    )
 
 
 def test_the_analyzer_reports_them_and_errors_carry_none():

@@ -56,7 +56,7 @@ function renderSlides(slides) {
       el("td", {}, el("a", { href: urls.slide(slide.id) }, slideName(slide))),
       el("td", {}, statusBadge(slide.status)),
       ...classNames.map((c) => el("td", { class: "num" }, formatCount(counts[c]))),
-      el("td", {}, slide.error || ""),
+      el("td", {}, slide.error || (slide.warnings || []).map((w) => w.message).join("; ")),
     ));
   }
   if (!slides.length) slidesBody.append(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No slides.")));

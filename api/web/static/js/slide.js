@@ -121,6 +121,14 @@ function drawFigure(slide, imageUrl) {
   });
 }
 
+/** Why the counts may not hold (the slide is counted all the same). */
+function renderWarnings(warnings) {
+  const list = document.getElementById("slide-warnings-list");
+  clear(list);
+  for (const warning of warnings) list.append(el("li", { "data-code": warning.code }, warning.message));
+  document.getElementById("slide-warnings").hidden = warnings.length === 0;
+}
+
 function renderSide(slide) {
   const counts = slide.counts || {};
   const list = document.getElementById("slide-counts");
@@ -173,6 +181,7 @@ async function load() {
   setStatus(document.getElementById("slide-status"), slide.status);
   if (slide.batch_id) showBatchLink(slide.batch_id);
   if (slide.error) showMessage(`This slide could not be analysed: ${slide.error}`, "error");
+  renderWarnings(slide.warnings || []);
   renderSide(slide);
   try {
     const imageUrl = await apiObjectUrl(`/slides/${encodeURIComponent(slideId)}/image`);
