@@ -81,6 +81,7 @@ BATCH_FIELDS = [
     "frame_RBC",
     "frame_WBC",
     "frame_Platelets",
+    "slides_with_warnings",
 ]
 COUNTS = ("RBC", "WBC", "Platelets")
 FRAME_COUNTS = ("frame_RBC", "frame_WBC", "frame_Platelets")
@@ -146,6 +147,9 @@ def counts_report(
             func.sum(case(((v.status == "done") & v.rbc_frame_count.is_(None), 1), else_=0)).label(
                 "unframed"
             ),
+            func.sum(
+                case(((v.status == "done") & (func.json_array_length(v.warnings) > 0), 1), else_=0)
+            ).label("slides_with_warnings"),
         )
         .where(v.lab_id == lab_id)
         .group_by(v.batch_id, v.reference, v.submitted_at)
@@ -158,7 +162,7 @@ def counts_report(
     with res.engine.connect() as connection:
         rows = [dict(r._mapping) for r in connection.execute(query)]
     for row in rows:
-        for key in ("slides", "done", "failed") + COUNTS:
+        for key in ("slides", "done", "failed", "slides_with_warnings") + COUNTS:
             row[key] = int(row[key] or 0)
         # Slides counted before frame counts were recorded leave the batch's frame sums
         # short: no figure rather than one that passes for the total.
@@ -166,7 +170,8 @@ def counts_report(
         for key in FRAME_COUNTS:
             row[key] = None if unframed else int(row[key] or 0)
     totals: dict[str, int | None] = {
-        k: sum(r[k] for r in rows) for k in ("slides", "done", "failed") + COUNTS
+        k: sum(r[k] for r in rows)
+        for k in ("slides", "done", "failed", "slides_with_warnings") + COUNTS
     }
     for key in FRAME_COUNTS:
         values = [r[key] for r in rows]

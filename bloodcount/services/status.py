@@ -55,6 +55,15 @@ def progress_columns() -> list[ColumnElement]:
         func.sum(case(((Slide.status == "done") & Slide.rbc_frame_count.is_(None), 1), else_=0))
         .cast(Integer)
         .label("unframed"),
+        # Finished slides counted with warnings (json_array_length: SQLite and PostgreSQL).
+        func.sum(
+            case(
+                ((Slide.status == "done") & (func.json_array_length(Slide.warnings) > 0), 1),
+                else_=0,
+            )
+        )
+        .cast(Integer)
+        .label("warned"),
         func.max(Slide.finished_at).label("last_finished"),
     ]
 
@@ -102,5 +111,7 @@ def summary_from_row(row: Any) -> dict[str, Any]:
             "WBC": int(row.frame_wbc),
             "Platelets": int(row.frame_platelets),
         },
+        # Finished slides whose counts carry warnings: the ones to look at first.
+        "slides_with_warnings": int(row.warned or 0),
         "finished_at": finished,
     }

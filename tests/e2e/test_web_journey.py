@@ -272,6 +272,9 @@ def test_a_slide_counted_with_warnings_says_so(web_service, browser_context):
     message = api_slide["warnings"][0]["message"]
     note = page.locator("#slides-body tr").first.locator("td").nth(5)
     assert note.inner_text() == message
+    assert page.locator("#progress-text").inner_text() == (
+        "1 of 1 slides finished; 1 counted with warnings: see their notes"
+    )
 
     page.get_by_role("link", name="blank.png").click()
     page.wait_for_url(re.compile(r"/slides/[\w-]+$"))

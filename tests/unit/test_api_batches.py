@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 
 import pytest
@@ -65,6 +66,7 @@ def test_submit_processes_images_and_zips_with_the_analyzers_counts(api_env):
     assert sum(batch["totals"].values()) > 0
     framed = {k: sum(r.frame_counts[k] for r in results) for k in ("RBC", "WBC", "Platelets")}
     assert batch["frame_totals"] == framed
+    assert batch["slides_with_warnings"] == 0
 
     detail = api_env.get(f"/api/v1/slides/{slides[0]['id']}").get_json()
     assert len(detail["cells"]) == sum(detail["counts"].values())
@@ -314,7 +316,7 @@ def test_reports_csv_json_and_counts(api_env):
     assert (
         as_csv.data.decode()
         .splitlines()[0]
-        .endswith(",Platelets,frame_RBC,frame_WBC,frame_Platelets")
+        .endswith(",Platelets,frame_RBC,frame_WBC,frame_Platelets,slides_with_warnings")
     )
     assert (
         api_env.get("/api/v1/reports/counts?from=2999-01-01").get_json()["totals"]["batches"] == 0
@@ -342,8 +344,9 @@ def test_frame_totals_are_null_while_a_finished_slide_lacks_frame_counts(api_env
     assert [rows[new][f"frame_{k}"] for k in ("RBC", "WBC", "Platelets")] == [5, 1, 2]
     # The sum over batches would leave the old slide out, so there is none.
     assert counts["totals"]["frame_RBC"] is None and counts["totals"]["RBC"] > 0
-    csv_rows = api_env.get("/api/v1/reports/counts?format=csv").data.decode().splitlines()
-    assert any(line.endswith(",,,") for line in csv_rows[1:])
+    text = api_env.get("/api/v1/reports/counts?format=csv").data.decode()
+    by_batch = {row["batch_id"]: row for row in csv.DictReader(io.StringIO(text))}
+    assert by_batch[old]["frame_RBC"] == "" and by_batch[new]["frame_RBC"] == "5"
 
 
 def _png(image) -> bytes:
@@ -360,6 +363,13 @@ def test_a_blank_field_is_counted_with_a_warning_in_every_view(api_env):
     smear, empty = api_env.get(f"/api/v1/batches/{body['id']}/slides").get_json()["items"]
     assert smear["status"] == empty["status"] == "done"
     assert smear["warnings"] == [] and empty["counts"]["RBC"] == 0
+    batch = api_env.get(f"/api/v1/batches/{body['id']}").get_json()
+    assert batch["slides_with_warnings"] == 1
+    counts = api_env.get("/api/v1/reports/counts").get_json()
+    assert counts["batches"][0]["slides_with_warnings"] == 1
+    assert counts["totals"]["slides_with_warnings"] == 1
+    header = api_env.get("/api/v1/reports/counts?format=csv").data.decode().splitlines()[0]
+    assert header.endswith(",frame_Platelets,slides_with_warnings")
     assert [w["code"] for w in empty["warnings"]] == ["no_red_cells"]
     assert empty["warnings"][0]["message"].startswith("no red cells found")
     detail = api_env.get(f"/api/v1/slides/{empty['id']}").get_json()

@@ -33,7 +33,9 @@ function renderBatch(batch) {
   const { total = 0, done = 0, failed = 0 } = batch.progress || {};
   bar.max = Math.max(1, total);
   bar.value = done + failed;
-  progressNode.textContent = `${done + failed} of ${total} slides finished` + (failed ? ` (${failed} failed)` : "");
+  const warned = batch.slides_with_warnings || 0;
+  progressNode.textContent = `${done + failed} of ${total} slides finished` + (failed ? ` (${failed} failed)` : "")
+    + (warned ? `; ${warned} counted with warnings: see their notes` : "");
   clear(totalsNode);
   const totals = batch.totals || {};
   for (const name of classNames) {
