@@ -126,6 +126,10 @@ async function retry() {
       count ? `${count} failed slide${count === 1 ? " is" : "s are"} queued again.` : "There was no failed slide to retry.",
       "ok",
     );
+    // The batch is running again from now on (its other slides are finished, so the server
+    // derives "processing"): say so at once, or the finished status stays on screen until
+    // the next poll answers, and anyone watching it takes the old result for the new one.
+    if (count) setStatus(statusNode, "processing");
     etag = null;
     shownState = null;
     poll();
