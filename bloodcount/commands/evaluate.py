@@ -108,12 +108,15 @@ def run(args: argparse.Namespace) -> int:
     analyzer = open_analyzer("evaluate", args.method)
     if analyzer is None:
         return 2
-    scores, failed = [], []
+    scores, failed, warned = [], [], []
     for record in tqdm(records, unit="slide", file=sys.stderr, disable=args.no_progress):
         result = analyzer.analyze_path(record.image_path)
         if result.status != "ok":
             failed.append({"file": str(record.image_path), "error": result.error})
             continue
+        if result.warnings:
+            # Scored all the same (as a lab's counts would be): the list says which were warned.
+            warned.append({"file": str(record.image_path), "warnings": result.warnings})
         truth = [(b.xyxy, b.label) for b in record.boxes]
         scores.append(
             score_slide(str(record.image_path), record.source, result.to_dict()["cells"], truth)
@@ -133,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         "iou_threshold": 0.5,
         "reader": report.summary(),
         "failed": failed,
+        "warned": warned,
         "sources": sources,
         "groups": groups,
         "slides": slide_rows(scores),
@@ -147,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
             for c, m in summary["classes"].items()
         ]
         print(f"{name} ({summary['slides']} slides): " + "; ".join(parts), file=sys.stderr)
+    print(
+        f'slides counted with warnings: {len(warned)} of {len(scores)} (see "warned")',
+        file=sys.stderr,
+    )
     return 0
 
 

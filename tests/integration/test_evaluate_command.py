@@ -24,6 +24,7 @@ def test_evaluate_scores_real_slides_per_source_and_keeps_per_slide_rows(data_di
     assert main(argv) == 0
     doc = json.loads(out.read_text())
     assert doc["schema"] == "bloodcount.evaluation/v1" and doc["failed"] == []
+    assert doc["warned"] == []  # real smears: none warned
     assert sorted(r["file"].rsplit("/", 1)[-1] for r in doc["slides"]) == sorted(chosen)
     assert (tmp_path / "eval.png").stat().st_size > 0
     for source, summary in doc["sources"].items():
