@@ -130,7 +130,8 @@ class Slide(Base):
     platelet_frame_count: Mapped[int | None] = mapped_column(Integer)
     # [{"code", "message"}] of bloodcount.slide_warnings: [] when none, NULL when the slide
     # is not counted or was counted before they were recorded (revision 0004).
-    warnings: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
+    # none_as_null: Python None is SQL NULL here, not the JSON value null.
+    warnings: Mapped[list[dict[str, str]] | None] = mapped_column(JSON(none_as_null=True))
     model_name: Mapped[str | None] = mapped_column(String(100))
     model_version: Mapped[str | None] = mapped_column(String(50))
     model_sha256: Mapped[str | None] = mapped_column(String(64))

@@ -13,6 +13,7 @@ from sqlalchemy import JSON, case, column, func, select, table
 from bloodcount.db.types import UTCDateTime
 from bloodcount.resources import Resources
 from bloodcount.services.batches import batch_summary
+from bloodcount.services.status import done_count_warned
 
 # Columns whose values need converting on the way out (JSON is text on SQLite).
 _TYPES = {"submitted_at": UTCDateTime(), "finished_at": UTCDateTime(), "warnings": JSON()}
@@ -147,9 +148,7 @@ def counts_report(
             func.sum(case(((v.status == "done") & v.rbc_frame_count.is_(None), 1), else_=0)).label(
                 "unframed"
             ),
-            func.sum(
-                case(((v.status == "done") & (func.json_array_length(v.warnings) > 0), 1), else_=0)
-            ).label("slides_with_warnings"),
+            done_count_warned(v.status, v.warnings).label("slides_with_warnings"),
         )
         .where(v.lab_id == lab_id)
         .group_by(v.batch_id, v.reference, v.submitted_at)

@@ -36,6 +36,17 @@ def _done_sum(column) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((Slide.status == "done", column), else_=0)), 0)
 
 
+def done_count_warned(status, warnings) -> ColumnElement[int]:
+    """Finished slides counted with warnings (json_array_length: SQLite and PostgreSQL).
+
+    Nested CASE, not AND: PostgreSQL may evaluate either side of an AND first, and
+    json_array_length fails on anything but an array.
+    """
+    return func.sum(
+        case((status == "done", case((func.json_array_length(warnings) > 0, 1), else_=0)), else_=0)
+    ).cast(Integer)
+
+
 def progress_columns() -> list[ColumnElement]:
     """Aggregates over slides, one row per batch: fed to :func:`summary_from_row`."""
     return [
@@ -55,15 +66,7 @@ def progress_columns() -> list[ColumnElement]:
         func.sum(case(((Slide.status == "done") & Slide.rbc_frame_count.is_(None), 1), else_=0))
         .cast(Integer)
         .label("unframed"),
-        # Finished slides counted with warnings (json_array_length: SQLite and PostgreSQL).
-        func.sum(
-            case(
-                ((Slide.status == "done") & (func.json_array_length(Slide.warnings) > 0), 1),
-                else_=0,
-            )
-        )
-        .cast(Integer)
-        .label("warned"),
+        done_count_warned(Slide.status, Slide.warnings).label("warned"),
         func.max(Slide.finished_at).label("last_finished"),
     ]
 

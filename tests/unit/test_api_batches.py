@@ -6,7 +6,7 @@ import csv
 import io
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bloodcount.db.models import Analysis, Batch, Cell, Slide
 from tests.servicekit import ApiEnv, open_api_env, smear_bytes, zip_of
@@ -300,6 +300,12 @@ def test_reports_csv_json_and_counts(api_env):
     done, failed = report["slides"]
     assert done["frame_RBC"] is not None and done["frame_RBC"] <= done["RBC"]
     assert failed["frame_RBC"] is None and failed["RBC"] is None
+    with api_env.resources.engine.connect() as connection:
+        # SQL NULL, not the JSON value null: json_array_length fails on the latter.
+        stored = connection.execute(
+            text("SELECT warnings IS NULL FROM slides WHERE id = :id"), {"id": failed["slide_id"]}
+        ).scalar_one()
+    assert stored
     assert report["batch"]["status"] == "done_with_errors"
     assert report["slides"][0]["RBC"] == report["batch"]["totals"]["RBC"]
     counts = api_env.get("/api/v1/reports/counts?from=2000-01-01").get_json()
