@@ -235,7 +235,7 @@ def test_technician_journey(web_service, browser_context, slides, screenshot):
     assert problems == []
 
 
-def test_a_slide_counted_with_warnings_says_so(web_service, browser_context):
+def test_a_slide_counted_with_warnings_says_so(web_service, browser_context, screenshot):
     """A blank field is counted (no cells) with a warning: the batch page's note and the
     slide page's warning box show the API's message."""
     import cv2
@@ -282,4 +282,5 @@ def test_a_slide_counted_with_warnings_says_so(web_service, browser_context):
     box.wait_for(state="visible")
     assert page.locator("#slide-warnings-list li").all_inner_texts() == [message]
     assert _numbers(page, "#slide-counts dd")[:3] == [0, 0, 0]
+    screenshot(page, "slide-warnings")
     assert problems == []
