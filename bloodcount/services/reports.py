@@ -13,7 +13,7 @@ from sqlalchemy import JSON, case, column, func, select, table
 from bloodcount.db.types import UTCDateTime
 from bloodcount.resources import Resources
 from bloodcount.services.batches import batch_summary
-from bloodcount.services.status import done_count_warned
+from bloodcount.services.status import done_count_unframed, done_count_warned
 
 # Columns whose values need converting on the way out (JSON is text on SQLite).
 _TYPES = {"submitted_at": UTCDateTime(), "finished_at": UTCDateTime(), "warnings": JSON()}
@@ -145,9 +145,7 @@ def counts_report(
             _sum_if_done(v.rbc_frame_count).label("frame_RBC"),
             _sum_if_done(v.wbc_frame_count).label("frame_WBC"),
             _sum_if_done(v.platelet_frame_count).label("frame_Platelets"),
-            func.sum(case(((v.status == "done") & v.rbc_frame_count.is_(None), 1), else_=0)).label(
-                "unframed"
-            ),
+            done_count_unframed(v.status, v.rbc_frame_count).label("unframed"),
             done_count_warned(v.status, v.warnings).label("slides_with_warnings"),
         )
         .where(v.lab_id == lab_id)

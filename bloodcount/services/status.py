@@ -36,6 +36,11 @@ def _done_sum(column) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((Slide.status == "done", column), else_=0)), 0)
 
 
+def done_count_unframed(status, frame_count) -> ColumnElement[int]:
+    """Finished slides without frame counts (counted before they were recorded)."""
+    return func.sum(case(((status == "done") & frame_count.is_(None), 1), else_=0)).cast(Integer)
+
+
 def done_count_warned(status, warnings) -> ColumnElement[int]:
     """Finished slides counted with warnings (json_array_length: SQLite and PostgreSQL).
 
@@ -62,10 +67,7 @@ def progress_columns() -> list[ColumnElement]:
         _done_sum(Slide.rbc_frame_count).label("frame_rbc"),
         _done_sum(Slide.wbc_frame_count).label("frame_wbc"),
         _done_sum(Slide.platelet_frame_count).label("frame_platelets"),
-        # Finished slides without frame counts (analysed before they were recorded).
-        func.sum(case(((Slide.status == "done") & Slide.rbc_frame_count.is_(None), 1), else_=0))
-        .cast(Integer)
-        .label("unframed"),
+        done_count_unframed(Slide.status, Slide.rbc_frame_count).label("unframed"),
         done_count_warned(Slide.status, Slide.warnings).label("warned"),
         func.max(Slide.finished_at).label("last_finished"),
     ]
