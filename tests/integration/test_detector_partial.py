@@ -79,6 +79,18 @@ def test_unlabelled_finds_are_white_cells_or_platelets_bccd_did_not_box(data_dir
         partial.partial_slides(path, data_dir)
 
 
+def test_border_only_ignores_the_border_band_and_nothing_else(data_dir, tmp_path, capsys):
+    path = tmp_path / "border.json"
+    partial.main(["--out", str(path), "--border-only"])
+    assert "118 train-side BCCD slides, 0 unlabelled finds" in capsys.readouterr().out
+    document = json.loads(path.read_text())
+    assert document["detector"] is None and len(document["finds"]) == 118
+    slides = partial.partial_slides(path, data_dir)
+    assert len(slides) == 118
+    # Four border strips for each of white cells and platelets, no find.
+    assert {len(s.ignore_boxes) for s in slides} == {8}
+
+
 @pytest.mark.slow
 def test_training_with_partial_adds_the_bccd_slides_and_logs_the_file(data_dir, tmp_path):
     pytest.importorskip("tensorflow")

@@ -17,7 +17,12 @@ silence means "no cell":
 Only slides on the train side of the split manifest are used.
 
     .venv/bin/python -m training.detector.partial --out var/partial.json   # unlabelled finds
+    .venv/bin/python -m training.detector.partial --out var/partial-border.json --border-only
     .venv/bin/python -m training.detector.partial --check                  # BCCD vs TXL labels
+
+``--border-only`` writes a file without finds: only the border band is ignored (the next
+experiment in training/README.md: on the shared slides most of the platelet finds the
+full rule ignores are not cells, so that rule hides real negatives).
 """
 
 from __future__ import annotations
@@ -85,6 +90,15 @@ def unlabelled_finds(records, detector_dir: Path | None = None) -> dict:
             rows += [[round(float(v), 1) for v in box] + [name] for box in mine]
         finds[record.image_path.name] = rows
     return {"detector": detector.info, "threshold_share": FIND_THRESHOLD_SHARE, "finds": finds}
+
+
+def no_finds(records) -> dict:
+    """A finds file that ignores nothing beyond the border band (``--border-only``)."""
+    return {
+        "detector": None,
+        "threshold_share": None,
+        "finds": {r.image_path.name: [] for r in records},
+    }
 
 
 def partial_slide(record, finds: list) -> Slide:
@@ -155,12 +169,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="write the train side's unlabelled finds here")
     parser.add_argument("--detector", type=Path, help="detector folder (default: the shipped one)")
     parser.add_argument("--check", action="store_true", help="BCCD vs TXL-PBC on shared slides")
+    parser.add_argument(
+        "--border-only",
+        action="store_true",
+        help="with --out: no detector finds, only the border band is ignored",
+    )
     args = parser.parse_args(argv)
     if args.check:
         print(json.dumps(check(), indent=1))
     if args.out:
         records = bccd_records("train")
-        result = unlabelled_finds(records, args.detector)
+        result = no_finds(records) if args.border_only else unlabelled_finds(records, args.detector)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
         n = sum(len(v) for v in result["finds"].values())
