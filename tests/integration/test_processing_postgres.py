@@ -9,7 +9,7 @@ from sqlalchemy import select
 from bloodcount.db.models import Analysis, Cell
 from bloodcount.services.processing import process_slide
 from tests.servicekit import ApiEnv, smear_bytes
-from tests.support.stack import create_schema, drop_schema
+from tests.support.stack import fresh_schema
 
 # The same tests as the SQLite unit tier, run against this module's `queued` fixture.
 from tests.unit.test_services_processing import (  # noqa: F401
@@ -29,18 +29,17 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def queued(postgres_url, tmp_path):
     """As in the unit tier, on a fresh PostgreSQL schema: one queued batch of two slides."""
-    schema, url = create_schema(postgres_url)
-    sent: list[str] = []
-    env = ApiEnv(tmp_path, task_always_eager=False, database_url=url)
-    env.app.extensions["bloodcount"].queue.enqueue_slides = sent.extend
-    body = env.submit({"a.jpg": smear_bytes(1), "b.jpg": smear_bytes(2)}).get_json()
-    env.sent = sent
-    env.slide_ids = body["slide_ids"]
-    try:
-        yield env
-    finally:
-        env.close()
-        drop_schema(postgres_url, schema)
+    with fresh_schema(postgres_url) as url:
+        sent: list[str] = []
+        env = ApiEnv(tmp_path, task_always_eager=False, database_url=url)
+        env.app.extensions["bloodcount"].queue.enqueue_slides = sent.extend
+        body = env.submit({"a.jpg": smear_bytes(1), "b.jpg": smear_bytes(2)}).get_json()
+        env.sent = sent
+        env.slide_ids = body["slide_ids"]
+        try:
+            yield env
+        finally:
+            env.close()
 
 
 def test_copied_cell_rows_are_the_analysis_cells(queued):

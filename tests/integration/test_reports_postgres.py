@@ -23,5 +23,7 @@ def api_env(postgres_url, tmp_path):
     """The unit tier's embedded service, its database a fresh PostgreSQL schema."""
     with fresh_schema(postgres_url) as url:
         env = ApiEnv(tmp_path, database_url=url)
-        yield env
-        env.close()
+        try:
+            yield env
+        finally:
+            env.close()
