@@ -108,11 +108,14 @@ def check_image_header(label: str, data: bytes, max_pixels: int) -> None:
     PIL cannot read is left to the worker, which fails that slide with the reason."""
     from PIL import Image
 
+    from bloodcount.vision.truncation import FORMAT_ALIASES, cut_short
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
-                fmt, width, height = img.format, img.width, img.height
+                fmt = FORMAT_ALIASES.get(img.format or "", img.format or "")
+                width, height = img.width, img.height
     except Image.DecompressionBombError:
         raise InvalidRequest(
             f"{label!r} has far too many pixels for an image "
@@ -127,8 +130,7 @@ def check_image_header(label: str, data: bytes, max_pixels: int) -> None:
             f"{max_pixels:,} (BLOODCOUNT_MAX_IMAGE_PIXELS)",
             file=label,
         )
-    ends = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
-    if fmt in ends and ends[fmt] not in data[-4096:]:
+    if cut_short(fmt, data):
         raise InvalidRequest(
             f"{label!r} is a truncated {fmt}: the file ends before the image "
             "data does; upload it again",

@@ -1,6 +1,8 @@
 """Turn uploaded bytes into an RGB uint8 array, with limits checked before any pixel is decoded.
 
-Accepts JPEG, PNG, TIFF and BMP; applies EXIF orientation; reduces 16-bit to 8-bit,
+Accepts JPEG (also with data after the image, and MPO: the camera JPEG that carries a
+preview image after the main one), PNG, TIFF and BMP; applies EXIF orientation on every
+path; reduces 16-bit to 8-bit,
 grey to RGB and composites alpha over white (a transparent pixel is empty glass, not
 a dark cell). Anything wrong raises :class:`SlideError`, whose message is a one-line,
 user-facing reason: one bad slide must never stop a batch.
@@ -15,8 +17,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from bloodcount.vision.truncation import FORMAT_ALIASES, cut_short
+
 SUPPORTED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "TIFF": "TIFF", "BMP": "BMP"}
-_JPEG_END = b"\xff\xd9"
+_ORIENTATION = 0x0112
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10
 
 
@@ -33,7 +37,8 @@ def read_header(data: bytes) -> tuple[str, int, int, str]:
             # Our own pixel limit applies below; PIL's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
-                return img.format or "", int(img.width), int(img.height), img.mode
+                fmt = FORMAT_ALIASES.get(img.format or "", img.format or "")
+                return fmt, int(img.width), int(img.height), img.mode
     except Image.DecompressionBombError as exc:
         raise SlideError(f"image has too many pixels ({exc})") from None
     except Exception:
@@ -52,10 +57,38 @@ def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int, str]:
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
             f"{max_pixels:,} (BLOODCOUNT_MAX_IMAGE_PIXELS)"
         )
-    if fmt == "JPEG" and _JPEG_END not in data[-4096:]:
-        # libjpeg fills a cut-off JPEG with grey and carries on; grey is not a smear.
-        raise SlideError("truncated JPEG: the file ends before the image data does")
+    if cut_short(fmt, data):
+        raise SlideError(f"truncated {fmt}: the file ends before the image data does")
     return fmt, width, height, mode
+
+
+def _exif_orientation(data: bytes) -> int:
+    """The EXIF orientation (1-8; 1 = as stored) of a PNG, from its eXIf chunk."""
+    if b"eXIf" not in data:
+        return 1  # without this check PIL would decode every pixel looking for one
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            value = int(img.getexif().get(_ORIENTATION, 1))
+    except Exception:
+        return 1  # unreadable metadata: show the pixels as stored
+    return value if 1 <= value <= 8 else 1
+
+
+def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation to decoded pixels, as PIL's ``ImageOps.exif_transpose`` does."""
+    if orientation in (5, 6, 7, 8):
+        pixels = cv2.rotate(
+            pixels,
+            cv2.ROTATE_90_CLOCKWISE if orientation in (5, 6) else cv2.ROTATE_90_COUNTERCLOCKWISE,
+        )
+        return cv2.flip(pixels, 1) if orientation in (5, 7) else pixels
+    if orientation == 2:
+        return cv2.flip(pixels, 1)
+    if orientation == 3:
+        return cv2.rotate(pixels, cv2.ROTATE_180)
+    if orientation == 4:
+        return cv2.flip(pixels, 0)
+    return pixels
 
 
 def _to_rgb8(pixels: np.ndarray) -> np.ndarray:
@@ -92,6 +125,10 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
         if pixels is not None and not has_alpha and pixels.ndim == 3 and pixels.shape[2] == 4:
             pixels = pixels[:, :, :3]
+        if fmt == "PNG" and pixels is not None and pixels.size:
+            # This mode ignores a PNG's EXIF orientation (OpenCV's TIFF reader applies its
+            # own in every mode), so it is applied here, as the fast path does.
+            pixels = _orient(pixels, _exif_orientation(data))
     if pixels is None or pixels.size == 0:
         raise SlideError(f"corrupt or truncated {fmt} file: the pixel data cannot be decoded")
     if pixels.shape[0] * pixels.shape[1] > max_pixels:

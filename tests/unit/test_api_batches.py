@@ -394,3 +394,16 @@ def test_multipart_field_may_be_named_file(api_env):
         content_type="multipart/form-data",
     )
     assert response.status_code == 202
+
+
+def test_camera_jpegs_with_data_after_the_image_are_counted_like_the_plain_file(api_env):
+    from tests.unit.test_services_uploads import _jpeg_and_mpo
+
+    jpeg, mpo = _jpeg_and_mpo(9)
+    files = {"plain.jpg": jpeg, "motion.jpg": jpeg + b"\x00" * 20_000, "mpo.jpg": mpo}
+    body = api_env.submit(files).get_json()
+    slides = api_env.get(f"/api/v1/batches/{body['id']}/slides").get_json()["items"]
+    assert [s["status"] for s in slides] == ["done"] * 3, [s.get("error") for s in slides]
+    counts = {s["file"]: s["counts"] for s in slides}
+    assert counts["plain.jpg"]["RBC"] > 0
+    assert counts["motion.jpg"] == counts["mpo.jpg"] == counts["plain.jpg"]

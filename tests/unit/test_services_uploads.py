@@ -73,3 +73,33 @@ def test_limits_on_count_and_uncompressed_size():
         _expand({"bomb.zip": zip_of({"big.bmp": b"BM" + bytes(2_000_000)})}, max_bytes=1_000_000)
     with pytest.raises(InvalidRequest, match="no slides"):
         _expand({"empty.zip": zip_of({})})
+
+
+def _jpeg_and_mpo(seed: int) -> tuple[bytes, bytes]:
+    """A smear as a plain JPEG, and as the MPO a camera writes (a preview appended)."""
+    from PIL import Image
+
+    smear = Image.open(io.BytesIO(smear_bytes(seed))).convert("RGB")
+    plain, mpo = io.BytesIO(), io.BytesIO()
+    smear.save(plain, "JPEG", quality=90)
+    smear.save(mpo, "MPO", save_all=True, append_images=[smear.resize((80, 60))], quality=90)
+    return plain.getvalue(), mpo.getvalue()
+
+
+def test_complete_images_with_data_after_them_pass_the_upload_check():
+    # A phone's motion photo (a video after the JPEG), a maker's trailer, a camera's MPO.
+    jpeg, mpo = _jpeg_and_mpo(5)
+    png = smear_bytes(6, ".png")
+    files = {"motion.jpg": jpeg + b"\x00" * 20_000, "camera.jpg": mpo, "t.png": png + bytes(9000)}
+    slides = expand_uploads(
+        [(n, io.BytesIO(d)) for n, d in files.items()], 10, 10_000_000, max_pixels=10**7
+    )
+    assert sorted(s.filename for s in slides) == sorted(files)
+    for name, data in (("cut.jpg", jpeg), ("cut.png", png)):
+        with pytest.raises(InvalidRequest, match=f"{name}' is a truncated"):
+            expand_uploads(
+                [(name, io.BytesIO(data[: len(data) // 2] + b"\x00" * 20_000))],
+                10,
+                10_000_000,
+                max_pixels=10**7,
+            )

@@ -106,3 +106,68 @@ def test_pixel_limit_is_checked_before_decoding():
     with pytest.raises(SlideError, match="10,000 pixels, over the limit of 9,999"):
         decode_image(data, 9_999)
     assert decode_image(data, 10_000).shape == (100, 100, 3)
+
+
+def _jpeg(pixels: np.ndarray, **options) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=90, **options)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_jpeg_with_data_after_the_image_decodes(progressive):
+    # Phones append a motion-photo video, makers a trailer: the image itself is complete.
+    pixels = np.random.default_rng(1).integers(0, 255, (64, 80, 3), np.uint8)
+    plain = _jpeg(pixels, progressive=progressive)
+    video = b"\x00\x00\x00\x18ftypmp42" + bytes(range(0, 250)) * 40  # no end marker in it
+    for trailer in (b"\x00" * 20_000, video):
+        assert (decode_image(plain + trailer, LIMIT) == decode_image(plain, LIMIT)).all()
+
+
+def test_truncated_jpeg_with_data_after_it_is_still_truncated():
+    pixels = np.random.default_rng(2).integers(0, 255, (64, 64, 3), np.uint8)
+    data = _jpeg(pixels)
+    with pytest.raises(SlideError, match="truncated JPEG"):
+        decode_image(data[: len(data) // 2] + b"\x00" * 20_000, LIMIT)
+
+
+def test_camera_jpeg_with_a_preview_picture_decodes_its_main_picture():
+    # MPO: what PIL calls a JPEG whose APP2 segment lists a second, appended picture.
+    pixels = np.random.default_rng(3).integers(0, 255, (48, 64, 3), np.uint8)
+    main = Image.fromarray(pixels)
+    buf = io.BytesIO()
+    main.save(buf, "MPO", save_all=True, append_images=[main.resize((16, 12))], quality=90)
+    with Image.open(io.BytesIO(buf.getvalue())) as img:
+        assert img.format == "MPO"
+        expected = np.asarray(img.convert("RGB"))  # PIL's decode of the first picture
+    out = decode_image(buf.getvalue(), LIMIT)
+    assert out.shape == (48, 64, 3)
+    assert np.abs(out.astype(int) - expected.astype(int)).mean() < 1.0
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize(
+    ("fmt", "mode"),
+    [("JPEG", "RGB"), ("PNG", "RGB"), ("PNG", "RGBA"), ("TIFF", "RGB"), ("TIFF", "RGBA")],
+)
+def test_every_exif_orientation_is_applied_once_as_pil_does(orientation, fmt, mode):
+    # Without alpha OpenCV decodes and orients by itself (the fast path); with alpha the
+    # pixels are decoded unchanged, and a PNG's orientation is applied by us while OpenCV's
+    # TIFF reader applies its own: each must end up oriented exactly once.
+    from PIL import ImageOps
+
+    pixels = np.random.default_rng(orientation).integers(0, 255, (5, 7, 3), np.uint8)
+    img = Image.fromarray(pixels).convert(mode)
+    if mode == "RGBA":
+        img.putalpha(255)  # opaque: compositing over white leaves the colours as they are
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    img.save(buf, fmt, exif=exif, **({"quality": 100} if fmt == "JPEG" else {}))
+    with Image.open(io.BytesIO(buf.getvalue())) as saved:
+        assert saved.getexif()[0x0112] == orientation
+        expected = np.asarray(ImageOps.exif_transpose(saved).convert("RGB")).astype(int)
+    out = decode_image(buf.getvalue(), LIMIT)
+    assert out.shape == expected.shape
+    # Lossless formats must match exactly; JPEG within its two decoders' rounding.
+    assert np.abs(out.astype(int) - expected).max() <= (12 if fmt == "JPEG" else 0)
