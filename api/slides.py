@@ -1,4 +1,5 @@
-"""/api/v1/slides/<id>: one slide's result, its original image and its overlay."""
+"""/api/v1/slides/<id>: one slide's result, its original image, its overlay and the image
+the web page shows."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ def get_slide(slide_id: str):
         "self": url_for("slides.get_slide", slide_id=slide_id),
         "batch": url_for("batches.get_batch", batch_id=detail["batch_id"]),
         "image": url_for("slides.get_image", slide_id=slide_id),
+        "display": url_for("slides.get_display", slide_id=slide_id)
+        if detail["has_display"]
+        else None,
         "overlay": url_for("slides.get_overlay", slide_id=slide_id)
         if detail["has_overlay"]
         else None,
@@ -40,8 +44,13 @@ def _object(slide_id: str, which: str) -> Response:
     try:
         data = store.get(key)
     except KeyError:
+        hint = (
+            "; reprocess its batch to make it (slides analysed before display images were kept)"
+            if which == "display"
+            else ""
+        )
         raise services.NotFound(
-            f"the {which} of slide {slide_id!r} is missing from the store"
+            f"the {which} image of slide {slide_id!r} is missing from the store{hint}"
         ) from None
     response = Response(data, mimetype=content_type)
     response.headers["Cache-Control"] = "private, max-age=300"
@@ -51,6 +60,12 @@ def _object(slide_id: str, which: str) -> Response:
 @bp.get("/slides/<slide_id>/image")
 def get_image(slide_id: str):
     return _object(slide_id, "image")
+
+
+@bp.get("/slides/<slide_id>/display")
+def get_display(slide_id: str):
+    """The image the web page shows: the original, or a JPEG of it where browsers cannot."""
+    return _object(slide_id, "display")
 
 
 @bp.get("/slides/<slide_id>/overlay.jpg")

@@ -69,8 +69,9 @@ class SlideResult:
     # Reasons to look at a counted slide before trusting it (bloodcount.slide_warnings).
     warnings: list[dict[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    # JPEG overlay, made only on request; never part of the JSON.
+    # JPEG overlay and display image, made only on request; never part of the JSON.
     overlay: bytes | None = field(default=None, repr=False)
+    display: bytes | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The per-slide JSON object of the analysis contract."""
@@ -199,10 +200,14 @@ class Analyzer:
             timings=dict(found.timings),
         )
 
-    def analyze_bytes(self, data: bytes, name: str, overlay: bool = False) -> SlideResult:
+    def analyze_bytes(
+        self, data: bytes, name: str, overlay: bool = False, display: bool = False
+    ) -> SlideResult:
         """Decode and analyse one slide; unreadable input gives status "error", never raises.
 
-        With ``overlay`` the result also carries the slide drawn with its boxes (JPEG bytes).
+        With ``overlay`` the result also carries the slide drawn with its boxes (JPEG bytes);
+        with ``display``, the slide as analysed, without boxes (JPEG bytes), for a viewer
+        that cannot read the original's format.
         """
         t0 = time.perf_counter()
         try:
@@ -222,6 +227,10 @@ class Analyzer:
             from bloodcount.vision.draw import draw_overlay
 
             result.overlay = draw_overlay(image, result.cells)
+        if display:
+            from bloodcount.vision.draw import encode_display
+
+            result.display = encode_display(image)
         return result
 
     def analyze_path(self, path: str | Path, overlay: bool = False) -> SlideResult:

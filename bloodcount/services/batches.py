@@ -54,6 +54,15 @@ def overlay_key(lab_id: int, batch_id: str, slide_id: str) -> str:
     return f"labs/{lab_id}/batches/{batch_id}/{slide_id}.overlay.jpg"
 
 
+# Originals every browser shows as they are. Any other accepted kind (TIFF) gets a JPEG of
+# the slide as analysed, written by the worker beside its overlay (display_key).
+BROWSER_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/bmp"})
+
+
+def display_key(lab_id: int, batch_id: str, slide_id: str) -> str:
+    return f"labs/{lab_id}/batches/{batch_id}/{slide_id}.display.jpg"
+
+
 def _check_text(name: str, value: str | None) -> str | None:
     if value is not None and (len(value) > MAX_TEXT or not value.strip()):
         raise InvalidRequest(f"{name} must be 1 to {MAX_TEXT} characters", parameter=name)

@@ -21,7 +21,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from bloodcount.db.models import Analysis, Cell, Slide
 from bloodcount.db.types import new_id, utcnow
 from bloodcount.resources import Resources
-from bloodcount.services.batches import Enqueue, overlay_key
+from bloodcount.services.batches import (
+    BROWSER_IMAGE_TYPES,
+    Enqueue,
+    display_key,
+    overlay_key,
+)
 from bloodcount.services.errors import TransientError
 from bloodcount.storage import ObjectNotFound, StorageError
 
@@ -55,6 +60,7 @@ class Claim:
     lab_id: int
     batch_id: str
     last_error: str | None
+    content_type: str | None
 
 
 # The statements every slide runs, built once on the tables (not the ORM classes).
@@ -78,6 +84,7 @@ _CLAIM = (
         _slides.c.lab_id,
         _slides.c.batch_id,
         _slides.c.error,
+        _slides.c.content_type,
     )
 )
 # SET whatever columns the parameters name, on the slide only while this claim holds it.
@@ -104,7 +111,14 @@ def claim_slide(res: Resources, slide_id: str) -> Claim | None:
     if row is None:
         return None
     return Claim(
-        token, row.attempts, row.object_key, row.filename, row.lab_id, row.batch_id, row.error
+        token,
+        row.attempts,
+        row.object_key,
+        row.filename,
+        row.lab_id,
+        row.batch_id,
+        row.error,
+        row.content_type,
     )
 
 
@@ -143,7 +157,10 @@ def process_slide(res: Resources, slide_id: str, analyzer: Any = None) -> str:
 
     started = time.perf_counter()
     analyzer = analyzer or shared_analyzer(res.settings)
-    result = analyzer.analyze_bytes(data, claim.filename, overlay=True)
+    # A browser cannot show every original (TIFF): then the slide as analysed is kept too,
+    # so the web page shows exactly the pixels the cells' boxes refer to.
+    display = claim.content_type not in BROWSER_IMAGE_TYPES
+    result = analyzer.analyze_bytes(data, claim.filename, overlay=True, display=display)
     total_ms = (time.perf_counter() - started) * 1000
     if result.status != "ok":
         return _finish_failed(
@@ -153,6 +170,9 @@ def process_slide(res: Resources, slide_id: str, analyzer: Any = None) -> str:
     try:
         if result.overlay is not None:
             res.store.put(key, result.overlay, "image/jpeg")
+        if result.display is not None:
+            shown = display_key(claim.lab_id, claim.batch_id, slide_id)
+            res.store.put(shown, result.display, "image/jpeg")
         return _finish_done(res, slide_id, claim, result, analyzer.model_info, key, total_ms)
     except StorageError as exc:
         _note_error(res, slide_id, claim, f"object store unavailable: {exc}")

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from bloodcount.db.models import Analysis, Cell, Slide
 from bloodcount.resources import Resources
-from bloodcount.services.batches import slide_item
+from bloodcount.services.batches import BROWSER_IMAGE_TYPES, display_key, slide_item
 from bloodcount.services.errors import NotFound
 
 
@@ -74,6 +74,7 @@ def slide_detail(res: Resources, lab_id: int, slide_id: str) -> dict[str, Any]:
                 if slide.total_ms is not None
                 else None,
                 "has_overlay": bool(slide.overlay_key) and slide.status == "done",
+                "has_display": _has_display(slide),
                 "cells": cells,
                 "analyses": [
                     {
@@ -98,12 +99,25 @@ def slide_detail(res: Resources, lab_id: int, slide_id: str) -> dict[str, Any]:
     return detail
 
 
+def _has_display(slide: Slide) -> bool:
+    return slide.content_type in BROWSER_IMAGE_TYPES or slide.status == "done"
+
+
 def slide_object(res: Resources, lab_id: int, slide_id: str, which: str) -> tuple[str, str]:
-    """(object key, content type) of a slide's original ``image`` or its ``overlay``."""
+    """(object key, content type) of a slide's original ``image``, its ``overlay``, or its
+    ``display`` image: the original where a browser shows it, else the worker's JPEG."""
     with res.sessions() as session:
         slide = _owned_slide(session, lab_id, slide_id)
-        if which == "image":
+        if which == "image" or (which == "display" and slide.content_type in BROWSER_IMAGE_TYPES):
             return slide.object_key, slide.content_type or "application/octet-stream"
+        if which == "display":
+            if not _has_display(slide):
+                raise NotFound(
+                    f"slide {slide_id!r} has no image a browser can show yet (status "
+                    f"{slide.status}); its {slide.content_type} original is converted when "
+                    "the slide is analysed"
+                )
+            return display_key(slide.lab_id, slide.batch_id, slide.id), "image/jpeg"
         if not slide.overlay_key or slide.status != "done":
             raise NotFound(
                 f"slide {slide_id!r} has no overlay yet (status {slide.status}); "

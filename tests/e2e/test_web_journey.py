@@ -59,6 +59,21 @@ def _wait_finished(page, service) -> None:
         )
 
 
+def _signed_in_on_finished_batch(service, browser_context, key: str, batch_id: str):
+    """A new page signed in with ``key``, on the batch's page once it shows "done"; and the
+    list its console and script errors are collected in."""
+    page = browser_context.new_page()
+    problems: list[str] = []
+    _watch(page, [], problems)
+    page.goto(service.base_url + "/signin")
+    page.get_by_label("Lab API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/batches$"))
+    page.goto(f"{service.base_url}/batches/{batch_id}")
+    page.locator("#batch-status").filter(has_text="done").wait_for(timeout=FINISH_TIMEOUT_MS)
+    return page, problems
+
+
 def _numbers(page, selector: str) -> list[int]:
     return [int(t) for t in page.locator(selector).all_inner_texts()]
 
@@ -253,15 +268,7 @@ def test_a_slide_counted_with_warnings_says_so(web_service, browser_context, scr
     assert response.status_code == 202, response.text
     batch_id, slide_id = response.json()["id"], response.json()["slide_ids"][0]
 
-    page = browser_context.new_page()
-    problems: list[str] = []
-    _watch(page, [], problems)
-    page.goto(web_service.base_url + "/signin")
-    page.get_by_label("Lab API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r"/batches$"))
-    page.goto(f"{web_service.base_url}/batches/{batch_id}")
-    page.locator("#batch-status").filter(has_text="done").wait_for(timeout=FINISH_TIMEOUT_MS)
+    page, problems = _signed_in_on_finished_batch(web_service, browser_context, key, batch_id)
     page.locator("#slides-body tr td a").wait_for()
     api_slide = requests.get(
         f"{web_service.base_url}/api/v1/slides/{slide_id}",
@@ -283,4 +290,46 @@ def test_a_slide_counted_with_warnings_says_so(web_service, browser_context, scr
     assert page.locator("#slide-warnings-list li").all_inner_texts() == [message]
     assert _numbers(page, "#slide-counts dd")[:3] == [0, 0, 0]
     screenshot(page, "slide-warnings")
+    assert problems == []
+
+
+def test_a_tiff_slide_is_shown_with_its_boxes(
+    web_service, browser_context, data_dir, tmp_path, screenshot
+):
+    """Browsers cannot show a TIFF: the slide page shows the worker's JPEG of the slide as
+    analysed instead, at the size the cells' boxes refer to."""
+    import requests
+    from PIL import Image
+
+    smear = sorted((data_dir / "bccd" / "JPEGImages").glob("*.jpg"))[2]
+    tiff = tmp_path / "smear.tif"
+    Image.open(smear).save(tiff, "TIFF", compression="tiff_lzw")
+    key = web_service.new_lab("E2E TIFF lab")
+    response = requests.post(
+        f"{web_service.base_url}/api/v1/batches",
+        headers={"Authorization": f"Bearer {key}"},
+        files={"files": ("smear.tif", tiff.read_bytes(), "image/tiff")},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    slide_id = response.json()["slide_ids"][0]
+
+    batch_id = response.json()["id"]
+    page, problems = _signed_in_on_finished_batch(web_service, browser_context, key, batch_id)
+    page.goto(f"{web_service.base_url}/slides/{slide_id}")
+    page.locator("#figure svg image").wait_for()
+    counts = _numbers(page, "#slide-counts dd")[:3]
+    assert sum(counts) > 0 and page.locator("rect.cell-box").count() == sum(counts)
+    # The picture under the boxes decoded in the browser, at the slide's analysed size.
+    size = page.evaluate(
+        """async () => {
+            const img = new Image();
+            img.src = document.querySelector('#figure svg image').getAttribute('href');
+            await img.decode();
+            return [img.naturalWidth, img.naturalHeight];
+        }"""
+    )
+    assert size == list(Image.open(smear).size)
+    assert page.locator("#figure .message.error").count() == 0
+    screenshot(page, "slide-tiff")
     assert problems == []

@@ -407,3 +407,45 @@ def test_camera_jpegs_with_data_after_the_image_are_counted_like_the_plain_file(
     counts = {s["file"]: s["counts"] for s in slides}
     assert counts["plain.jpg"]["RBC"] > 0
     assert counts["motion.jpg"] == counts["mpo.jpg"] == counts["plain.jpg"]
+
+
+def test_the_display_image_is_the_original_or_for_a_tiff_a_jpeg_of_the_slide_as_analysed(
+    api_env,
+):
+    import numpy as np
+    from PIL import Image
+
+    from bloodcount.vision.decode import decode_image
+
+    # A TIFF (no browser shows one) turned on its side by EXIF: the page must show the
+    # pixels the cells' boxes refer to, oriented as analysed.
+    smear = Image.open(io.BytesIO(smear_bytes(11, ".png", width=320, height=240)))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    smear.save(buf, "TIFF", exif=exif)
+    tiff = buf.getvalue()
+    body = api_env.submit({"a.jpg": SLIDES["a.jpg"], "b.tif": tiff}).get_json()
+    jpeg_slide, tiff_slide = (
+        api_env.get(f"/api/v1/slides/{i}").get_json() for i in body["slide_ids"]
+    )
+    assert jpeg_slide["has_display"] and tiff_slide["has_display"]
+    assert (tiff_slide["width"], tiff_slide["height"]) == (240, 320)
+
+    shown = api_env.get(jpeg_slide["links"]["display"])
+    assert shown.data == SLIDES["a.jpg"] and shown.mimetype == "image/jpeg"
+    shown = api_env.get(tiff_slide["links"]["display"])
+    assert shown.status_code == 200 and shown.mimetype == "image/jpeg"
+    with Image.open(io.BytesIO(shown.data)) as img:
+        assert img.format == "JPEG" and 0x0112 not in img.getexif()  # shown as stored
+    pixels = decode_image(shown.data, 10**7).astype(int)
+    analysed = decode_image(tiff, 10**7).astype(int)
+    # A JPEG of the same pixels (this smear's noise costs about 3 levels), not of a turned copy.
+    assert np.abs(pixels - analysed).mean() < 5.0 < np.abs(pixels - analysed[::-1, ::-1]).mean()
+
+    # A TIFF slide counted before display images were kept: a 404 that says what to do.
+    (key,) = [k for k in api_env.resources.store.list() if k.endswith(".display.jpg")]
+    assert tiff_slide["id"] in key
+    api_env.resources.store.delete(key)
+    missing = api_env.get(tiff_slide["links"]["display"])
+    assert missing.status_code == 404 and "reprocess its batch" in missing.get_json()["detail"]

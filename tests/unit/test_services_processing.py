@@ -56,11 +56,11 @@ def test_two_overlapping_deliveries_write_one_result(queued, monkeypatch):
     inner: list[str] = []
     started: list[bool] = []
 
-    def slow_analysis(data, name, overlay=False):
+    def slow_analysis(data, name, overlay=False, display=False):
         if not started:  # while the first delivery works, the duplicate runs to the end
             started.append(True)
             inner.append(process_slide(queued.resources, slide_id, queued.analyzer))
-        return original(data, name, overlay=overlay)
+        return original(data, name, overlay=overlay, display=display)
 
     monkeypatch.setattr(queued.analyzer, "analyze_bytes", slow_analysis)
     outer = process_slide(queued.resources, slide_id, queued.analyzer)

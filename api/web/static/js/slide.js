@@ -184,7 +184,10 @@ async function load() {
   renderWarnings(slide.warnings || []);
   renderSide(slide);
   try {
-    const imageUrl = await apiObjectUrl(`/slides/${encodeURIComponent(slideId)}/image`);
+    // The display image: the original, or for a TIFF (which browsers cannot show) a JPEG of
+    // the slide as analysed; either way in the pixel coordinates of the cells' boxes.
+    if (!slide.has_display) throw new Error("it is converted for the browser when the slide is analysed");
+    const imageUrl = await apiObjectUrl(`/slides/${encodeURIComponent(slideId)}/display`);
     image = new Image();
     image.src = imageUrl;
     await image.decode();
