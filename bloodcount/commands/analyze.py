@@ -138,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from bloodcount.analysis import SCHEMA, open_analyzer
+    from bloodcount.commands.outputs import prepare_outputs
 
     if args.workers < 1:
         print("bloodcount analyze: --workers must be 1 or more", file=sys.stderr)
@@ -149,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not paths:
         print("bloodcount analyze: no images found (JPEG, PNG, TIFF, BMP)", file=sys.stderr)
+        return 2
+    if not prepare_outputs("analyze", args.output, args.csv):
         return 2
     analyzer = open_analyzer("analyze", args.method)
     if analyzer is None:

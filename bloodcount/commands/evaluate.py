@@ -26,6 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="VOC folder (Annotations/, JPEGImages/), CSV file or folder, or YOLO folder (labels/, images/)",
     )
+    parser.add_argument(
+        "--images",
+        metavar="DIR",
+        help="where the images are, if not in the format's usual folder (VOC: JPEGImages/ or "
+        "Images/ beside Annotations/; CSV: JPEGImages/ beside it; YOLO: images/)",
+    )
     parser.add_argument("--format", required=True, choices=["voc", "csv", "yolo"], dest="fmt")
     parser.add_argument("--output", required=True, metavar="FILE.json")
     parser.add_argument(
@@ -51,19 +57,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _read(fmt: str, dataset: Path):
+# Where each format's images usually are, relative to the labels' parent folder; the first
+# that exists is used (CBC, for one, ships VOC with Images/ rather than JPEGImages/).
+_IMAGE_FOLDERS = {
+    "voc": ("JPEGImages", "Images", "images"),
+    "csv": ("JPEGImages", "Images", "images"),
+    "yolo": ("images", "Images"),
+}
+
+
+def _labels_path(fmt: str, dataset: Path) -> Path:
+    if fmt == "voc":
+        return dataset / "Annotations"
+    if fmt == "csv":
+        return dataset if dataset.is_file() else dataset / "annotations.csv"
+    return dataset / "labels"
+
+
+def images_folder(fmt: str, dataset: Path, given: str | None = None) -> Path:
+    """The folder the images are read from: ``given``, else the format's usual one."""
+    if given:
+        return Path(given)
+    base = _labels_path(fmt, dataset).parent
+    candidates = [base / name for name in _IMAGE_FOLDERS[fmt]]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+def _read(fmt: str, dataset: Path, images: Path):
     """Records from the training package's readers (imported lazily: it is not needed to serve)."""
     from training.datasets import ReadReport, read_labels
 
     report = ReadReport()
-    if fmt == "voc":
-        records = read_labels("voc", dataset / "Annotations", dataset / "JPEGImages", report)
-    elif fmt == "csv":
-        csv_path = dataset if dataset.is_file() else dataset / "annotations.csv"
-        records = read_labels("csv", csv_path, csv_path.parent / "JPEGImages", report)
-    else:
-        records = read_labels("yolo", dataset / "labels", dataset / "images", report)
-    return records, report
+    return read_labels(fmt, _labels_path(fmt, dataset), images, report), report
 
 
 def _select(records, split: str | None, images_list: str | None):
@@ -83,11 +108,32 @@ def _select(records, split: str | None, images_list: str | None):
     return records
 
 
+def _why_none(args: argparse.Namespace, read: list, report, images: Path) -> str:
+    """Why no slide is left to score, with what to do about it."""
+    if not read:
+        where = _labels_path(args.fmt, Path(args.dataset))
+        missing = report.counts.get("missing image", 0)
+        if missing:
+            return (
+                f"no annotated images: the images of {missing} annotations are not in "
+                f"{images} (give their folder with --images DIR)"
+            )
+        return f"no annotated images in {where} ({report.summary()})"
+    if args.images_list:
+        return f"none of the {len(read)} annotated images is named in {args.images_list}"
+    return (
+        f"none of the {len(read)} annotated images is on the {args.split} side of the "
+        "committed split (it lists the shared data's images only; leave out --split to "
+        "score slides from elsewhere)"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Analyse and score; write the JSON report and the plot."""
     from tqdm import tqdm
 
     from bloodcount.analysis import open_analyzer
+    from bloodcount.commands.outputs import prepare_outputs
     from bloodcount.evaluation import (
         by_lab_group,
         by_source,
@@ -100,10 +146,14 @@ def run(args: argparse.Namespace) -> int:
     if not dataset.exists():
         print(f"bloodcount evaluate: no such dataset: {dataset}", file=sys.stderr)
         return 2
-    records, report = _read(args.fmt, dataset)
-    records = _select(records, args.split, args.images_list)
+    images = images_folder(args.fmt, dataset, args.images)
+    read, report = _read(args.fmt, dataset, images)
+    records = _select(read, args.split, args.images_list)
     if not records:
-        print("bloodcount evaluate: no annotated images selected", file=sys.stderr)
+        print(f"bloodcount evaluate: {_why_none(args, read, report, images)}", file=sys.stderr)
+        return 2
+    plot = Path(args.plot or Path(args.output).with_suffix(".png"))
+    if not prepare_outputs("evaluate", args.output, plot):
         return 2
     analyzer = open_analyzer("evaluate", args.method)
     if analyzer is None:
@@ -123,8 +173,7 @@ def run(args: argparse.Namespace) -> int:
         )
     sources = _summary_with_intervals(scores, by_source)
     groups = _summary_with_intervals(scores, by_lab_group)
-    plot = args.plot or str(Path(args.output).with_suffix(".png"))
-    plot_counts(scores, plot)
+    plot_counts(scores, str(plot))
     document = {
         "schema": "bloodcount.evaluation/v1",
         "method": analyzer.method,
@@ -140,10 +189,12 @@ def run(args: argparse.Namespace) -> int:
         "sources": sources,
         "groups": groups,
         "slides": slide_rows(scores),
-        "plot": plot,
+        "plot": str(plot),
     }
     Path(args.output).write_text(json.dumps(document, indent=1) + "\n")
-    for name, summary in [*sources.items(), *groups.items()]:
+    # A dataset from elsewhere is one source and a group of the same name: print it once.
+    groups_left = [(n, g) for n, g in groups.items() if n not in sources]
+    for name, summary in [*sources.items(), *groups_left]:
         parts = [
             f"{c} F1 {m['f1']:.3f}{_span(m['f1_interval'])} "
             f"acc {m['count_accuracy'] or 0:.3f}{_span(m['count_accuracy_interval'])} "

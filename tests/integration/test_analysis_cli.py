@@ -28,7 +28,9 @@ def test_analyze_writes_the_contract_and_survives_a_bad_file(data_dir, tmp_path)
     slides = sorted((data_dir / "bccd" / "JPEGImages").glob("*.jpg"))[:3]
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(slides[0].read_bytes()[:2000])
-    out, table, overlays = tmp_path / "out.json", tmp_path / "out.csv", tmp_path / "ov"
+    # Output folders that do not exist yet are made (before the analysis, not after it).
+    out, table = tmp_path / "results" / "out.json", tmp_path / "tables" / "out.csv"
+    overlays = tmp_path / "ov"
     args = [
         "analyze",
         *map(str, slides),
@@ -74,9 +76,16 @@ def test_analyze_classical_method_records_the_classifier(data_dir, classifier_di
     )
 
 
-def test_analyze_usage_errors_exit_non_zero(tmp_path):
+def test_analyze_usage_errors_exit_non_zero(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "missing.jpg"), "--output", "-"]) == 2
     assert main(["analyze", str(tmp_path), "--output", "-"]) == 2  # a folder with no images
+    # An output that cannot be written is refused before any slide is analysed.
+    (tmp_path / "a-file").write_text("")
+    slide = tmp_path / "slide.png"
+    cv2.imwrite(str(slide), np.full((40, 40, 3), 200, np.uint8))
+    capsys.readouterr()
+    assert main(["analyze", str(slide), "--output", str(tmp_path / "a-file" / "x.json")]) == 2
+    assert "cannot write" in capsys.readouterr().err and not (tmp_path / "a-file.json").exists()
 
 
 def test_analyze_warns_about_slides_it_cannot_vouch_for(data_dir, tmp_path, capsys):

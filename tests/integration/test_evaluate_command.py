@@ -55,3 +55,77 @@ def test_evaluate_scores_real_slides_per_source_and_keeps_per_slide_rows(data_di
     (tmp_path / "fewer.json").write_text(json.dumps({**doc, "slides": doc["slides"][1:]}))
     with pytest.raises(ValueError, match="same slides"):
         compare(out, tmp_path / "fewer.json")
+
+
+def _cbc_like(data_dir, tmp_path, count: int = 2):
+    """A VOC dataset laid out as CBC ships it: Annotations/ beside Images/ (not JPEGImages/)."""
+    import shutil
+
+    source = data_dir / "cbc" / "Testing"
+    dataset = tmp_path / "cbc"
+    (dataset / "Annotations").mkdir(parents=True)
+    (dataset / "Images").mkdir()
+    names = sorted(p.stem for p in (source / "Annotations").glob("*.xml"))[:count]
+    for name in names:
+        shutil.copy(source / "Annotations" / f"{name}.xml", dataset / "Annotations")
+        shutil.copy(source / "Images" / f"{name}.jpg", dataset / "Images")
+    return dataset, names
+
+
+def test_evaluate_finds_the_images_of_other_layouts_and_says_why_none_were_scored(
+    data_dir, tmp_path, capsys
+):
+    dataset, names = _cbc_like(data_dir, tmp_path)
+    out = tmp_path / "new" / "folder" / "eval.json"  # made before the analysis
+    argv = ["evaluate", "--dataset", str(dataset), "--format", "voc", "--no-progress"]
+    assert main([*argv, "--output", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert sorted(r["file"].rsplit("/", 1)[-1] for r in doc["slides"]) == [
+        f"{n}.jpg" for n in names
+    ]
+    assert (out.parent / "eval.png").is_file()
+    assert capsys.readouterr().err.count("voc (2 slides)") == 1  # source and group: once
+
+    # Images elsewhere: named by --images; without it, the message says where it looked.
+    moved = tmp_path / "pictures"
+    (dataset / "Images").rename(moved)
+    assert main([*argv, "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"the images of 2 annotations are not in {dataset / 'JPEGImages'}" in err
+    assert "--images DIR" in err
+    assert main([*argv, "--images", str(moved), "--output", str(out)]) == 0
+
+    # Slides from elsewhere are on no side of the committed split.
+    (tmp_path / "other.jpg").write_bytes(b"")
+    listing = tmp_path / "list.txt"
+    listing.write_text("other.jpg\n")
+    base = [*argv, "--images", str(moved), "--output", str(out)]
+    capsys.readouterr()
+    assert main([*base, "--images-list", str(listing)]) == 2
+    assert "none of the 2 annotated images is named in" in capsys.readouterr().err
+    # An output that cannot be written is refused before any slide is analysed.
+    (tmp_path / "a-file").write_text("")
+    assert (
+        main([*argv, "--images", str(moved), "--output", str(tmp_path / "a-file" / "e.json")]) == 2
+    )
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_evaluate_explains_that_slides_from_elsewhere_are_on_no_side_of_the_split(tmp_path, capsys):
+    import cv2
+
+    from tests.synthetic import make_smear
+
+    smear = make_smear(seed=4, width=200, height=150)
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "JPEGImages").mkdir()
+    cv2.imwrite(str(tmp_path / "JPEGImages" / "new.jpg"), smear.image[:, :, ::-1])
+    (tmp_path / "Annotations" / "new.xml").write_text(
+        "<annotation><filename>new.jpg</filename><size><width>200</width>"
+        "<height>150</height></size><object><name>RBC</name><bndbox><xmin>10</xmin>"
+        "<ymin>10</ymin><xmax>40</xmax><ymax>40</ymax></bndbox></object></annotation>"
+    )
+    argv = ["evaluate", "--dataset", str(tmp_path), "--format", "voc", "--split", "test"]
+    assert main([*argv, "--output", str(tmp_path / "e.json"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "none of the 1 annotated images is on the test side of the committed split" in err
