@@ -70,12 +70,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def find_images(paths: list[str]) -> list[str]:
-    """Image files named directly or found (recursively, sorted) in the folders given."""
+    """Image files named directly or found (recursively, sorted) in the folders given.
+
+    In a folder, hidden files and folders are passed over: macOS leaves a ``._name.jpg``
+    beside every image copied from its disks, which is metadata, not a slide (uploaded zips
+    skip them too).
+    """
     found: list[str] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found += sorted(
+                str(p)
+                for p in path.rglob("*")
+                if p.suffix.lower() in IMAGE_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
         elif path.exists():
             found.append(raw)  # named explicitly: analyse it whatever its suffix
         else:
