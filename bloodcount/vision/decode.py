@@ -2,9 +2,8 @@
 
 Accepts JPEG (also with data after the image, and MPO: the camera JPEG that carries a
 preview image after the main one), PNG, TIFF and BMP; applies EXIF orientation on every
-path; reduces 16-bit to 8-bit,
-grey to RGB and composites alpha over white (a transparent pixel is empty glass, not
-a dark cell). Anything wrong raises :class:`SlideError`, whose message is a one-line,
+path; reduces 16-bit to 8-bit, grey to RGB and composites alpha over white (a transparent
+pixel is empty glass, not a dark cell). Anything wrong raises :class:`SlideError`, whose message is a one-line,
 user-facing reason: one bad slide must never stop a batch.
 """
 
