@@ -147,6 +147,14 @@ def page_response(page: services.Page, endpoint: str, **values: Any) -> Response
     return json_with_etag(body)
 
 
+@bp.delete("/batches/<batch_id>")
+def delete_batch(batch_id: str):
+    """Delete the batch, its slides and results, and its images in the store."""
+    outcome = services.delete_batch(resources(), lab_id(), batch_id)
+    service().status_cache.forget((lab_id(), batch_id))
+    return jsonify(outcome)
+
+
 @bp.post("/batches/<batch_id>/retry")
 def retry(batch_id: str):
     ids = services.retry_failed(resources(), lab_id(), batch_id, enqueue)

@@ -21,7 +21,7 @@ API_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-CORS_METHODS = "GET, POST, OPTIONS"
+CORS_METHODS = "GET, POST, DELETE, OPTIONS"
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, If-None-Match"
 CORS_EXPOSED = "Location, Retry-After, ETag, Idempotent-Replayed"
 

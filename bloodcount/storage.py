@@ -169,7 +169,11 @@ class FolderStore(ObjectStore):
 
     def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
         found = []
-        for path in self.root.rglob("*"):
+        # Walk only the prefix's folder (one batch's, say), not the whole store.
+        start = (self.root / prefix.rpartition("/")[0]).resolve()
+        if not start.is_relative_to(self.root) or not start.is_dir():
+            return iter(())
+        for path in start.rglob("*"):
             if path.is_file() and not path.name.startswith(".tmp-"):
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):

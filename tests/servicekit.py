@@ -164,6 +164,11 @@ class ApiEnv:
             path, headers=self.headers(lab, **kwargs.pop("headers", {})), **kwargs
         )
 
+    def delete(self, path: str, lab: str = "Lab A", **kwargs):
+        return self.client.delete(
+            path, headers=self.headers(lab, **kwargs.pop("headers", {})), **kwargs
+        )
+
     def submit(
         self, files: dict[str, bytes], lab: str = "Lab A", reference: str | None = None, **headers
     ):

@@ -2,7 +2,8 @@
 
 Submodules hold one concern each: ``batches`` (submit, status, list, retry, reprocess),
 ``slides`` (one slide in full), ``processing`` (the worker's side: analyse one slide,
-reconcile), ``housekeeping`` (orphaned uploads), ``reports``, ``uploads`` (sniffing and zip archives), ``errors``. Importing
+reconcile), ``deletion`` (a batch and its images), ``housekeeping`` (orphaned uploads),
+``reports``, ``uploads`` (sniffing and zip archives), ``errors``. Importing
 this package never loads the classifier or OpenCV; only ``process_slide`` does, lazily.
 """
 
@@ -18,6 +19,7 @@ from bloodcount.services.batches import (
     submit_batch,
     submit_uploaded,
 )
+from bloodcount.services.deletion import delete_batch
 from bloodcount.services.errors import (
     Conflict,
     InvalidRequest,
@@ -51,6 +53,7 @@ __all__ = [
     "batch_summary",
     "counts_report",
     "create_upload_batch",
+    "delete_batch",
     "expand_uploads",
     "list_batches",
     "list_slides",

@@ -219,7 +219,7 @@ def _finish_done(res, slide_id, claim, result, model: dict, key: str, total_ms: 
         )
         if updated.rowcount != 1:
             connection.rollback()
-            log.info("slide %s was claimed again meanwhile; result discarded", slide_id)
+            log.info("slide %s was claimed again or deleted meanwhile; result discarded", slide_id)
             return "superseded"
         connection.execute(_RETIRE_CURRENT, {"b_id": slide_id})
         analysis_id = connection.execute(

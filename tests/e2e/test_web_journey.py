@@ -59,6 +59,21 @@ def _wait_finished(page, service) -> None:
         )
 
 
+def _submit(service, key: str, name: str, data: bytes, reference: str | None = None):
+    """Submit one file as a batch over HTTP, as a lab's script would: (batch id, slide id)."""
+    import requests
+
+    response = requests.post(
+        f"{service.base_url}/api/v1/batches",
+        headers={"Authorization": f"Bearer {key}"},
+        files={"files": (name, data)},
+        data={"reference": reference} if reference else None,
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["id"], response.json()["slide_ids"][0]
+
+
 def _signed_in_on_finished_batch(service, browser_context, key: str, batch_id: str):
     """A new page signed in with ``key``, on the batch's page once it shows "done"; and the
     list its console and script errors are collected in."""
@@ -259,14 +274,7 @@ def test_a_slide_counted_with_warnings_says_so(web_service, browser_context, scr
 
     key = web_service.new_lab("E2E warnings lab")
     blank = cv2.imencode(".png", np.full((480, 640, 3), 235, np.uint8))[1].tobytes()
-    response = requests.post(
-        f"{web_service.base_url}/api/v1/batches",
-        headers={"Authorization": f"Bearer {key}"},
-        files={"files": ("blank.png", blank, "image/png")},
-        timeout=30,
-    )
-    assert response.status_code == 202, response.text
-    batch_id, slide_id = response.json()["id"], response.json()["slide_ids"][0]
+    batch_id, slide_id = _submit(web_service, key, "blank.png", blank)
 
     page, problems = _signed_in_on_finished_batch(web_service, browser_context, key, batch_id)
     page.locator("#slides-body tr td a").wait_for()
@@ -298,23 +306,14 @@ def test_a_tiff_slide_is_shown_with_its_boxes(
 ):
     """Browsers cannot show a TIFF: the slide page shows the worker's JPEG of the slide as
     analysed instead, at the size the cells' boxes refer to."""
-    import requests
     from PIL import Image
 
     smear = sorted((data_dir / "bccd" / "JPEGImages").glob("*.jpg"))[2]
     tiff = tmp_path / "smear.tif"
     Image.open(smear).save(tiff, "TIFF", compression="tiff_lzw")
     key = web_service.new_lab("E2E TIFF lab")
-    response = requests.post(
-        f"{web_service.base_url}/api/v1/batches",
-        headers={"Authorization": f"Bearer {key}"},
-        files={"files": ("smear.tif", tiff.read_bytes(), "image/tiff")},
-        timeout=30,
-    )
-    assert response.status_code == 202, response.text
-    slide_id = response.json()["slide_ids"][0]
+    batch_id, slide_id = _submit(web_service, key, "smear.tif", tiff.read_bytes())
 
-    batch_id = response.json()["id"]
     page, problems = _signed_in_on_finished_batch(web_service, browser_context, key, batch_id)
     page.goto(f"{web_service.base_url}/slides/{slide_id}")
     page.locator("#figure svg image").wait_for()
@@ -332,4 +331,42 @@ def test_a_tiff_slide_is_shown_with_its_boxes(
     assert size == list(Image.open(smear).size)
     assert page.locator("#figure .message.error").count() == 0
     screenshot(page, "slide-tiff")
+    assert problems == []
+
+
+def test_a_batch_deleted_from_its_page_is_gone_with_its_images(
+    web_service, browser_context, screenshot
+):
+    import cv2
+    import numpy as np
+    import requests
+
+    key = web_service.new_lab("E2E delete lab")
+    blank = cv2.imencode(".png", np.full((120, 160, 3), 235, np.uint8))[1].tobytes()
+    batch_id, slide_id = _submit(web_service, key, "blank.png", blank, reference="TO-DELETE")
+    page, problems = _signed_in_on_finished_batch(web_service, browser_context, key, batch_id)
+
+    questions: list[str] = []
+    # The first time the person thinks again (dismisses the question): nothing is deleted.
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Delete batch…").click()
+    page.wait_for_timeout(300)
+    assert questions and "TO-DELETE" in questions[0] and "1 slide," in questions[0]
+    api = f"{web_service.base_url}/api/v1"
+    headers = {"Authorization": f"Bearer {key}"}
+    assert requests.get(f"{api}/batches/{batch_id}", headers=headers, timeout=10).ok
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete batch…").click()
+    page.get_by_role("heading", name="Batch TO-DELETE deleted").wait_for()
+    message = page.locator("#messages .message").inner_text()
+    assert message.startswith("1 slide and ") and "images deleted." in message
+    screenshot(page, "batch-deleted")
+    for path in (f"batches/{batch_id}", f"slides/{slide_id}", f"slides/{slide_id}/image"):
+        assert requests.get(f"{api}/{path}", headers=headers, timeout=10).status_code == 404
+    page.get_by_role("link", name="Back to the batches").click()
+    page.wait_for_url(re.compile(r"/batches$"))
+    page.locator("#batches-body").wait_for()
+    page.wait_for_timeout(500)
+    assert "TO-DELETE" not in page.locator("#batches-body").inner_text()
     assert problems == []

@@ -1,5 +1,6 @@
 // One batch: live progress by polling with If-None-Match (a 304 costs the server almost
-// nothing), the slides with their counts, a chart, failed slides with a retry, reports.
+// nothing), the slides with their counts, a chart, failed slides with a retry, reports, and
+// deleting the batch.
 import { apiAllItems, apiDownload, apiFetch, retryAfterMs, urls } from "./api.js";
 import { countsChart } from "./charts.js";
 import {
@@ -25,12 +26,15 @@ const retryButton = document.getElementById("retry");
 let etag = null;
 let shownState = null;
 let timer = null;
+let slideTotal = 0;
+let deleted = false; // after a delete, a poll still in flight must not report the 404
 
 function renderBatch(batch) {
   document.getElementById("batch-reference").textContent = batch.reference || batch.id.slice(0, 8);
   document.title = `Batch ${batch.reference || batch.id.slice(0, 8)} · bloodcount`;
   setStatus(statusNode, batch.status);
   const { total = 0, done = 0, failed = 0 } = batch.progress || {};
+  slideTotal = total;
   bar.max = Math.max(1, total);
   bar.value = done + failed;
   const warned = batch.slides_with_warnings || 0;
@@ -86,6 +90,7 @@ async function loadSlides() {
 
 async function poll() {
   clearTimeout(timer);
+  if (deleted) return;
   let delay = POLL_MS;
   let finished = false;
   try {
@@ -106,6 +111,7 @@ async function poll() {
       finished = FINISHED.has(batch.status);
     }
   } catch (err) {
+    if (deleted) return;
     if (err.status === 404) {
       showMessage("This batch does not exist, or it belongs to another lab.", "error");
       return;
@@ -140,6 +146,36 @@ async function retry() {
   }
 }
 
+async function deleteBatch() {
+  const name = document.getElementById("batch-reference").textContent || batchId.slice(0, 8);
+  const question = `Delete batch ${name} with its ${slideTotal} slide${slideTotal === 1 ? "" : "s"}, their counts and their images? This cannot be undone.`;
+  if (!window.confirm(question)) return;
+  const button = document.getElementById("delete-batch");
+  button.disabled = true;
+  try {
+    const response = await apiFetch(`/batches/${encodeURIComponent(batchId)}`, { method: "DELETE" });
+    const outcome = await response.json();
+    deleted = true;
+    clearTimeout(timer);
+    const left = outcome.objects_left ? ` ${outcome.objects_left} images the store could not delete yet will be removed by the next clean-up.` : "";
+    // Nothing of the batch is left to show: keep the message box, replace the rest.
+    const main = document.querySelector("main");
+    for (const node of [...main.children]) if (node.id !== "messages") node.remove();
+    main.append(
+      el("h1", {}, `Batch ${name} deleted`),
+      el("p", {}, el("a", { href: urls.batches }, "Back to the batches")),
+    );
+    document.title = `Batch ${name} deleted · bloodcount`;
+    showMessage(
+      `${outcome.slides_deleted} slide${outcome.slides_deleted === 1 ? "" : "s"} and ${outcome.objects_deleted} images deleted.${left}`,
+      "ok",
+    );
+  } catch (err) {
+    showMessage(`Could not delete the batch: ${err.message}`, "error");
+    button.disabled = false;
+  }
+}
+
 async function download(format) {
   try {
     const name = await apiDownload(`/batches/${encodeURIComponent(batchId)}/report.${format}`, `batch-${batchId}.${format}`);
@@ -151,6 +187,7 @@ async function download(format) {
 
 if (startPage()) {
   retryButton.addEventListener("click", retry);
+  document.getElementById("delete-batch").addEventListener("click", deleteBatch);
   document.getElementById("download-csv").addEventListener("click", () => download("csv"));
   document.getElementById("download-json").addEventListener("click", () => download("json"));
   document.addEventListener("visibilitychange", () => {

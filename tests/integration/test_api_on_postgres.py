@@ -1,5 +1,6 @@
-"""The reports again, on PostgreSQL: sums over CASE with NULL frame counts and the JSON
-warnings column must give the same answers there as on SQLite (the unit tier)."""
+"""Unit-tier API tests again, on PostgreSQL: the reports (sums over CASE with NULL frame
+counts, the JSON warnings column) and deleting a batch (its slides, analyses and cells go by
+the foreign keys' ON DELETE CASCADE) must behave there as on SQLite."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from tests.unit.test_api_batches import (  # noqa: F401
     test_a_blank_field_is_counted_with_a_warning_in_every_view,
     test_frame_totals_are_null_while_a_finished_slide_lacks_frame_counts,
     test_reports_csv_json_and_counts,
+)
+from tests.unit.test_api_delete_batch import (  # noqa: F401
+    test_delete_removes_the_batch_its_results_and_its_images_and_nothing_else,
+    test_images_the_store_fails_to_delete_are_counted_and_swept_later,
 )
 
 pytestmark = pytest.mark.integration
