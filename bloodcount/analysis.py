@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from bloodcount.config import Settings, load_settings
-from bloodcount.slide_warnings import slide_warnings
+from bloodcount.slide_warnings import page_warnings, slide_warnings
 from bloodcount.vision import CLASSES
-from bloodcount.vision.decode import SlideError, decode_image
+from bloodcount.vision.decode import SlideError, decode_image, extra_pages
 from bloodcount.vision.geometry import in_counting_frame, touches_border
 
 SCHEMA = "bloodcount.analysis/v1"
@@ -223,6 +223,7 @@ class Analyzer:
                 file=name, status="error", error="not enough memory to analyse this image"
             )
         result.timings = {"decode": decode_ms, **result.timings}
+        result.warnings += page_warnings(extra_pages(data))
         if overlay:
             from bloodcount.vision.draw import draw_overlay
 

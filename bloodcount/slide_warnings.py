@@ -11,6 +11,8 @@ Each check is a plain rule on the result, none tuned: on the 1,405 real smears o
 ../shared/data/cbc --output all.json``), while random noise, a blank field, a sliver of a
 slide and a smear shrunk to a tenth or blown up eight times each trigger one
 (tests/unit/test_slide_warnings.py, tests/integration/test_analysis_dense.py).
+One more comes from the file rather than the result: ``extra_pages``, a TIFF holding more
+full-size images than the first, which alone is counted (:func:`page_warnings`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from typing import Any
 from bloodcount.vision.canonical import CANONICAL_RADIUS, MAX_FACTOR, MIN_FACTOR, radius_in_range
 
 # Every code a slide can carry, in the order they are reported.
-CODES = ("scale_out_of_range", "no_red_cells", "more_white_than_red", "mostly_uncertain")
+CODES = (
+    "scale_out_of_range",
+    "no_red_cells",
+    "more_white_than_red",
+    "mostly_uncertain",
+    "extra_pages",
+)
 # "mostly_uncertain": at least this share of the cells (and this many) flagged for review;
 # the most on a real smear is 0.29, in the survey above.
 UNCERTAIN_SHARE = 0.5
@@ -72,6 +80,20 @@ def slide_warnings(
             )
         )
     return found
+
+
+def page_warnings(extra: int) -> list[dict[str, str]]:
+    """The warning for a file holding more images than the one counted (a multi-page TIFF of
+    several fields): counting only the first silently would lose the rest of the slide."""
+    if extra <= 0:
+        return []
+    return [
+        _warning(
+            "extra_pages",
+            f"the file holds {extra + 1} full-size images and only the first was counted: "
+            "submit each field as a file of its own",
+        )
+    ]
 
 
 def _warning(code: str, message: str) -> dict[str, str]:

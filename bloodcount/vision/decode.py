@@ -61,6 +61,31 @@ def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int, str]:
     return fmt, width, height, mode
 
 
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+_REDUCED_RESOLUTION = 1  # NewSubfileType (tag 254) bit 0: a smaller copy of another page
+
+
+def extra_pages(data: bytes) -> int:
+    """Full-resolution images in a TIFF beyond the first, the one that is decoded and counted.
+
+    Reduced-resolution pages (a pyramid's levels, a thumbnail) are copies of the first, not
+    more of the slide, so they are not counted. Reads page headers only; 0 for other formats
+    or when the pages cannot be read (the first one decodes or fails on its own).
+    """
+    if data[:4] not in _TIFF_MAGIC:
+        return 0
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            extra = 0
+            for index in range(1, getattr(img, "n_frames", 1)):
+                img.seek(index)
+                if not int(img.tag_v2.get(254, 0)) & _REDUCED_RESOLUTION:
+                    extra += 1
+            return extra
+    except Exception:
+        return 0
+
+
 def _exif_orientation(data: bytes) -> int:
     """The EXIF orientation (1-8; 1 = as stored) of a PNG, from its eXIf chunk."""
     if b"eXIf" not in data:

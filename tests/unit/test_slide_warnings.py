@@ -73,3 +73,37 @@ def test_the_analyzer_reports_them_and_errors_carry_none():
     assert [w["code"] for w in result.to_dict()["warnings"]] == ["no_red_cells"]
     broken = analyzer.analyze_bytes(b"not an image", "broken")
     assert broken.status == "error" and broken.to_dict()["warnings"] == []
+
+
+def _tiff(pages: list, reduced: tuple[int, ...] = ()) -> bytes:
+    """A TIFF of ``pages`` (PIL images); pages at the indexes in ``reduced`` are marked as
+    reduced-resolution copies (NewSubfileType bit 0), as a pyramid's levels are."""
+    import io
+
+    from PIL import TiffImagePlugin
+
+    for index in reduced:
+        info = TiffImagePlugin.ImageFileDirectory_v2()
+        info[254] = 1
+        pages[index].encoderinfo = {"tiffinfo": info}
+    buf = io.BytesIO()
+    pages[0].save(buf, "TIFF", save_all=True, append_images=pages[1:])
+    return buf.getvalue()
+
+
+def test_a_tiff_of_several_fields_is_counted_from_its_first_with_a_warning():
+    from PIL import Image
+
+    from tests.synthetic import make_smear
+
+    analyzer = Analyzer(method="dense")
+    first, second = (Image.fromarray(make_smear(seed=s).image) for s in (1, 2))
+    alone = analyzer.analyze_bytes(_tiff([first.copy()]), "one.tif")
+    assert alone.status == "ok" and alone.warnings == []
+    both = analyzer.analyze_bytes(_tiff([first.copy(), second]), "two.tif")
+    assert both.counts == alone.counts  # the first field, as before
+    assert [w["code"] for w in both.warnings] == ["extra_pages"]
+    assert both.warnings[0]["message"].startswith("the file holds 2 full-size images")
+    # A pyramid's smaller levels are the same field again: no warning.
+    pyramid = _tiff([first.copy(), first.resize((320, 240)), first.resize((160, 120))], (1, 2))
+    assert analyzer.analyze_bytes(pyramid, "pyramid.tif").warnings == []
