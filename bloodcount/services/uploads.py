@@ -26,6 +26,8 @@ _MAGIC: tuple[tuple[bytes, str, str, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "image", "image/png", ".png"),
     (b"II*\x00", "image", "image/tiff", ".tif"),
     (b"MM\x00*", "image", "image/tiff", ".tif"),
+    (b"II+\x00", "image", "image/tiff", ".tif"),  # BigTIFF, which some scanners always write
+    (b"MM\x00+", "image", "image/tiff", ".tif"),
     (b"BM", "image", "image/bmp", ".bmp"),
     (b"PK\x03\x04", "zip", "application/zip", ".zip"),
     (b"PK\x05\x06", "zip", "application/zip", ".zip"),  # an empty archive

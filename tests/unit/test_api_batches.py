@@ -449,3 +449,18 @@ def test_the_display_image_is_the_original_or_for_a_tiff_a_jpeg_of_the_slide_as_
     api_env.resources.store.delete(key)
     missing = api_env.get(tiff_slide["links"]["display"])
     assert missing.status_code == 404 and "reprocess its batch" in missing.get_json()["detail"]
+
+
+def test_a_bigtiff_is_accepted_and_counted_like_the_same_classic_tiff(api_env):
+    from PIL import Image
+
+    smear = Image.open(io.BytesIO(smear_bytes(12, ".png", width=320, height=240)))
+    classic, big = io.BytesIO(), io.BytesIO()
+    smear.save(classic, "TIFF")
+    smear.save(big, "TIFF", big_tiff=True)
+    assert big.getvalue()[:4] == b"II+\x00"
+    body = api_env.submit({"classic.tif": classic.getvalue(), "big.tif": big.getvalue()})
+    assert body.status_code == 202, body.get_json()
+    slides = api_env.get(f"/api/v1/batches/{body.get_json()['id']}/slides").get_json()["items"]
+    assert [s["status"] for s in slides] == ["done", "done"]
+    assert slides[0]["counts"] == slides[1]["counts"] and slides[0]["counts"]["RBC"] > 0

@@ -18,6 +18,8 @@ from tests.servicekit import smear_bytes, zip_of
         (b"\x89PNG\r\n\x1a\n", "image/png"),
         (b"II*\x00", "image/tiff"),
         (b"MM\x00*", "image/tiff"),
+        (b"II+\x00", "image/tiff"),  # BigTIFF
+        (b"MM\x00+", "image/tiff"),
         (b"BM\x00\x00", "image/bmp"),
         (b"PK\x03\x04", "application/zip"),
     ],
