@@ -46,12 +46,17 @@ class Submission:
     expires_at: datetime | None = None
 
 
+def batch_prefix(lab_id: int, batch_id: str) -> str:
+    """Where every object of a batch is stored: its originals, overlays and display images."""
+    return f"labs/{lab_id}/batches/{batch_id}/"
+
+
 def original_key(lab_id: int, batch_id: str, slide_id: str, suffix: str = "") -> str:
-    return f"labs/{lab_id}/batches/{batch_id}/{slide_id}{suffix}"
+    return f"{batch_prefix(lab_id, batch_id)}{slide_id}{suffix}"
 
 
 def overlay_key(lab_id: int, batch_id: str, slide_id: str) -> str:
-    return f"labs/{lab_id}/batches/{batch_id}/{slide_id}.overlay.jpg"
+    return f"{batch_prefix(lab_id, batch_id)}{slide_id}.overlay.jpg"
 
 
 # Originals every browser shows as they are. Any other accepted kind (TIFF) gets a JPEG of
@@ -60,7 +65,7 @@ BROWSER_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/bmp"})
 
 
 def display_key(lab_id: int, batch_id: str, slide_id: str) -> str:
-    return f"labs/{lab_id}/batches/{batch_id}/{slide_id}.display.jpg"
+    return f"{batch_prefix(lab_id, batch_id)}{slide_id}.display.jpg"
 
 
 def _check_text(name: str, value: str | None) -> str | None:
@@ -294,7 +299,7 @@ def submit_uploaded(res: Resources, lab_id: int, batch_id: str, enqueue: Enqueue
     submitted answers the same slides without queuing them twice.
     """
     with res.sessions.begin() as session:
-        _owned_batch(session, lab_id, batch_id)
+        owned_batch(session, lab_id, batch_id)
         rows = session.execute(
             select(Slide.id, Slide.filename, Slide.object_key, Slide.status)
             .where(Slide.batch_id == batch_id)
@@ -339,7 +344,7 @@ def _info_or_none(res: Resources, key: str) -> ObjectInfo | None:
         return None
 
 
-def _owned_batch(session, lab_id: int, batch_id: str) -> Batch:
+def owned_batch(session, lab_id: int, batch_id: str) -> Batch:
     batch = session.scalar(select(Batch).where(Batch.id == batch_id, Batch.lab_id == lab_id))
     if batch is None:
         raise NotFound(f"no batch {batch_id!r} in your lab")
@@ -419,7 +424,7 @@ def list_slides(res: Resources, lab_id: int, batch_id: str, page: PageRequest) -
         .order_by(Slide.position, Slide.id)
     )
     with res.sessions() as session:
-        _owned_batch(session, lab_id, batch_id)
+        owned_batch(session, lab_id, batch_id)
         return fetch_page(session, query, page, lambda row: slide_item(row[0]))
 
 
@@ -462,7 +467,7 @@ def _requeue(
     res: Resources, lab_id: int, batch_id: str, which, enqueue: Enqueue, what: str
 ) -> list[str]:
     with res.sessions.begin() as session:
-        _owned_batch(session, lab_id, batch_id)
+        owned_batch(session, lab_id, batch_id)
         statuses = dict(
             session.execute(select(Slide.id, Slide.status).where(Slide.batch_id == batch_id)).all()
         )

@@ -21,21 +21,16 @@ from sqlalchemy import delete, func, select
 
 from bloodcount.db.models import Batch, Slide
 from bloodcount.resources import Resources
-from bloodcount.services.batches import _owned_batch
+from bloodcount.services.batches import batch_prefix, owned_batch
 from bloodcount.storage import StorageError
 
 log = logging.getLogger(__name__)
 
 
-def batch_prefix(lab_id: int, batch_id: str) -> str:
-    """Where every object of a batch is stored (see ``original_key`` and its siblings)."""
-    return f"labs/{lab_id}/batches/{batch_id}/"
-
-
 def delete_batch(res: Resources, lab_id: int, batch_id: str) -> dict[str, Any]:
     """Delete one of the lab's batches with its slides, results and images; say what went."""
     with res.sessions.begin() as session:
-        _owned_batch(session, lab_id, batch_id)  # NotFound for unknown or another lab's ids
+        owned_batch(session, lab_id, batch_id)  # NotFound for unknown or another lab's ids
         slides = session.scalar(
             select(func.count()).select_from(Slide).where(Slide.batch_id == batch_id)
         )
