@@ -74,7 +74,7 @@ def _labels_path(fmt: str, dataset: Path) -> Path:
     return dataset / "labels"
 
 
-def images_folder(fmt: str, dataset: Path, given: str | None = None) -> Path:
+def _images_folder(fmt: str, dataset: Path, given: str | None = None) -> Path:
     """The folder the images are read from: ``given``, else the format's usual one."""
     if given:
         return Path(given)
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     if not dataset.exists():
         print(f"bloodcount evaluate: no such dataset: {dataset}", file=sys.stderr)
         return 2
-    images = images_folder(args.fmt, dataset, args.images)
+    images = _images_folder(args.fmt, dataset, args.images)
     read, report = _read(args.fmt, dataset, images)
     records = _select(read, args.split, args.images_list)
     if not records:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,8 +17,13 @@ def prepare_outputs(command: str, *paths: str | Path | None) -> bool:
     for path in paths:
         if path is None or str(path) == "-":
             continue
+        path = Path(path)
         try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_dir():
+                raise IsADirectoryError(21, "it is a folder")
+            if not os.access(path.parent, os.W_OK):
+                raise PermissionError(13, f"{path.parent} is not writable")
         except OSError as exc:
             print(
                 f"bloodcount {command}: cannot write {path}: {exc.strerror or exc}",

@@ -86,6 +86,8 @@ def test_analyze_usage_errors_exit_non_zero(tmp_path, capsys):
     capsys.readouterr()
     assert main(["analyze", str(slide), "--output", str(tmp_path / "a-file" / "x.json")]) == 2
     assert "cannot write" in capsys.readouterr().err and not (tmp_path / "a-file.json").exists()
+    assert main(["analyze", str(slide), "--output", "-", "--csv", str(tmp_path)]) == 2
+    assert "it is a folder" in capsys.readouterr().err
 
 
 def test_analyze_warns_about_slides_it_cannot_vouch_for(data_dir, tmp_path, capsys):
