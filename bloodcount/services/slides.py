@@ -74,7 +74,7 @@ def slide_detail(res: Resources, lab_id: int, slide_id: str) -> dict[str, Any]:
                 if slide.total_ms is not None
                 else None,
                 "has_overlay": bool(slide.overlay_key) and slide.status == "done",
-                "has_display": _has_display(slide),
+                "has_display": _has_display(slide, counted=bool(analyses)),
                 "cells": cells,
                 "analyses": [
                     {
@@ -99,8 +99,10 @@ def slide_detail(res: Resources, lab_id: int, slide_id: str) -> dict[str, Any]:
     return detail
 
 
-def _has_display(slide: Slide) -> bool:
-    return slide.content_type in BROWSER_IMAGE_TYPES or slide.status == "done"
+def _has_display(slide: Slide, counted: bool) -> bool:
+    """Whether the page has an image to show: a browser-ready original, or (TIFF) the JPEG
+    written when the slide was counted, which stays while it is being counted again."""
+    return slide.content_type in BROWSER_IMAGE_TYPES or counted
 
 
 def slide_object(res: Resources, lab_id: int, slide_id: str, which: str) -> tuple[str, str]:
@@ -111,7 +113,10 @@ def slide_object(res: Resources, lab_id: int, slide_id: str, which: str) -> tupl
         if which == "image" or (which == "display" and slide.content_type in BROWSER_IMAGE_TYPES):
             return slide.object_key, slide.content_type or "application/octet-stream"
         if which == "display":
-            if not _has_display(slide):
+            counted = session.scalar(
+                select(Analysis.id).where(Analysis.slide_id == slide.id).limit(1)
+            )
+            if not _has_display(slide, counted=counted is not None):
                 raise NotFound(
                     f"slide {slide_id!r} has no image a browser can show yet (status "
                     f"{slide.status}); its {slide.content_type} original is converted when "

@@ -464,3 +464,35 @@ def test_a_bigtiff_is_accepted_and_counted_like_the_same_classic_tiff(api_env):
     slides = api_env.get(f"/api/v1/batches/{body.get_json()['id']}/slides").get_json()["items"]
     assert [s["status"] for s in slides] == ["done", "done"]
     assert slides[0]["counts"] == slides[1]["counts"] and slides[0]["counts"]["RBC"] > 0
+
+
+def test_a_tiff_has_no_display_image_until_counted_and_keeps_it_while_counted_again(tmp_path):
+    from PIL import Image
+
+    from bloodcount.services.processing import process_slide
+
+    env = ApiEnv(tmp_path, task_always_eager=False)
+    try:
+        env.app.extensions["bloodcount"].queue.enqueue_slides = lambda ids: None
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(smear_bytes(13, ".png", width=320, height=240))).save(buf, "TIFF")
+        slide_id = env.submit({"s.tif": buf.getvalue()}).get_json()["slide_ids"][0]
+        url = f"/api/v1/slides/{slide_id}"
+
+        queued = env.get(url).get_json()
+        assert not queued["has_display"] and queued["links"]["display"] is None
+        waiting = env.get(f"{url}/display")
+        assert waiting.status_code == 404 and "converted when" in waiting.get_json()["detail"]
+
+        assert process_slide(env.resources, slide_id, env.analyzer) == "done"
+        assert env.get(url).get_json()["has_display"]
+        first = env.get(f"{url}/display")
+        assert first.status_code == 200 and first.mimetype == "image/jpeg"
+
+        batch_id = env.get(url).get_json()["batch_id"]
+        assert env.post(f"/api/v1/batches/{batch_id}/reprocess").status_code == 202
+        again = env.get(url).get_json()
+        assert again["status"] == "queued" and again["has_display"]
+        assert env.get(f"{url}/display").data == first.data  # the last count's image
+    finally:
+        env.close()
