@@ -19,6 +19,8 @@ TASK_PROCESS_SLIDE = "bloodcount.process_slide"
 TASK_RECONCILE = "bloodcount.reconcile"
 TASK_SWEEP_ORPHANS = "bloodcount.sweep_orphans"
 QUEUE_NAME = "bloodcount"
+# The embedded broker's transport, named so kombu imports it only where a broker is used.
+FOLDER_TRANSPORT = "bloodcount.folder_broker:Transport"
 
 
 def reconcile_interval(settings: Settings) -> float:
@@ -60,6 +62,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         control = settings.broker_folder / "control"
         for folder in (queue, control):
             folder.mkdir(parents=True, exist_ok=True)
+        # Kombu's own transport, but a message file appears only once it is whole.
+        config["broker_transport"] = FOLDER_TRANSPORT
         # In and out are one folder: the API writes messages where the worker reads them.
         config["broker_transport_options"] = {
             "data_folder_in": str(queue),
