@@ -19,15 +19,13 @@ from pathlib import PurePosixPath
 from typing import BinaryIO
 
 from bloodcount.services.errors import InvalidRequest, TooLarge
+from bloodcount.vision import TIFF_SIGNATURES
 
 # (magic prefix, kind, content type, file suffix used in object keys)
 _MAGIC: tuple[tuple[bytes, str, str, str], ...] = (
     (b"\xff\xd8\xff", "image", "image/jpeg", ".jpg"),
     (b"\x89PNG\r\n\x1a\n", "image", "image/png", ".png"),
-    (b"II*\x00", "image", "image/tiff", ".tif"),
-    (b"MM\x00*", "image", "image/tiff", ".tif"),
-    (b"II+\x00", "image", "image/tiff", ".tif"),  # BigTIFF, which some scanners always write
-    (b"MM\x00+", "image", "image/tiff", ".tif"),
+    *((signature, "image", "image/tiff", ".tif") for signature in TIFF_SIGNATURES),
     (b"BM", "image", "image/bmp", ".bmp"),
     (b"PK\x03\x04", "zip", "application/zip", ".zip"),
     (b"PK\x05\x06", "zip", "application/zip", ".zip"),  # an empty archive

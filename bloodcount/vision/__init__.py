@@ -10,3 +10,7 @@ CLASSES = ("RBC", "WBC", "Platelets")
 # pages. Kept here, free of OpenCV, so the API process can read them cheaply.
 CLASS_COLOURS = {"RBC": "#d62728", "WBC": "#6a3d9a", "Platelets": "#2ca02c"}
 REVIEW_COLOUR = "#ffbf00"
+
+# How a TIFF file begins: classic TIFF and BigTIFF, in either byte order. One list for the
+# upload sniffer (API, no OpenCV) and the decoder, so the two cannot drift apart again.
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from bloodcount.vision import TIFF_SIGNATURES
 from bloodcount.vision.truncation import FORMAT_ALIASES, cut_short
 
 SUPPORTED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "TIFF": "TIFF", "BMP": "BMP"}
@@ -61,7 +62,6 @@ def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int, str]:
     return fmt, width, height, mode
 
 
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 _REDUCED_RESOLUTION = 1  # NewSubfileType (tag 254) bit 0: a smaller copy of another page
 
 
@@ -72,7 +72,7 @@ def extra_pages(data: bytes) -> int:
     more of the slide, so they are not counted. Reads page headers only; 0 for other formats
     or when the pages cannot be read (the first one decodes or fails on its own).
     """
-    if data[:4] not in _TIFF_MAGIC:
+    if data[:4] not in TIFF_SIGNATURES:
         return 0
     try:
         with Image.open(io.BytesIO(data)) as img:
