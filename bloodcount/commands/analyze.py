@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -149,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
     from bloodcount.analysis import SCHEMA, open_analyzer
     from bloodcount.commands.outputs import prepare_outputs
+    from bloodcount.csv_text import to_csv
 
     if args.workers < 1:
         print("bloodcount analyze: --workers must be 1 or more", file=sys.stderr)
@@ -187,10 +187,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         Path(args.output).write_text(text + "\n")
     if args.csv:
-        with open(args.csv, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-            writer.writeheader()
-            writer.writerows(_csv_row(s) for s in slides)
+        Path(args.csv).write_text(to_csv((_csv_row(s) for s in slides), CSV_FIELDS))
     failed = sum(s["status"] == "error" for s in slides)
     if failed:
         print(

@@ -7,6 +7,7 @@ reconcile), ``deletion`` (a batch and its images), ``housekeeping`` (orphaned up
 this package never loads the classifier or OpenCV; only ``process_slide`` does, lazily.
 """
 
+from bloodcount.csv_text import to_csv
 from bloodcount.services.batches import (
     Enqueue,
     Submission,
@@ -32,7 +33,7 @@ from bloodcount.services.errors import (
 from bloodcount.services.housekeeping import sweep_orphans
 from bloodcount.services.paging import Page, PageRequest
 from bloodcount.services.processing import mark_failed, process_slide, reconcile
-from bloodcount.services.reports import batch_report, counts_report, to_csv
+from bloodcount.services.reports import batch_report, counts_report
 from bloodcount.services.slides import slide_detail, slide_object
 from bloodcount.services.uploads import SlideFile, expand_uploads
 

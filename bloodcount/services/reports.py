@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -183,29 +180,3 @@ def counts_report(
 
 def _sum_if_done(col):
     return func.coalesce(func.sum(case((VIEW.c.status == "done", col), else_=0)), 0)
-
-
-# A cell starting with one of these is run as a formula by spreadsheet programs: a lab's
-# file name or reference such as "=HYPERLINK(...)" must arrive as text (OWASP: CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, list):  # a slide's warnings: their codes
-        value = ";".join(w["code"] for w in value)
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
-def to_csv(rows: Iterable[dict[str, Any]], fields: list[str]) -> str:
-    """CSV text with a header row; datetimes in ISO 8601, missing values empty, text that a
-    spreadsheet would take for a formula prefixed with an apostrophe."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(v) for k, v in row.items()})
-    return out.getvalue()

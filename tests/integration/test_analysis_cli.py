@@ -108,3 +108,18 @@ def test_analyze_warns_about_slides_it_cannot_vouch_for(data_dir, tmp_path, caps
     assert [w["code"] for w in field["warnings"]] == ["no_red_cells"]
     assert [row["warnings"] for row in csv.DictReader(table.open())] == ["", "no_red_cells"]
     assert "1 of 2 slides were counted with warnings" in capsys.readouterr().err
+
+
+def test_analyze_csv_hands_a_spreadsheet_no_formula(data_dir, tmp_path, monkeypatch):
+    """A file named like a formula, given as a relative path, arrives in the CSV as text
+    (as in the API's reports), and the JSON keeps the name as given."""
+    real = sorted((data_dir / "bccd" / "JPEGImages").glob("*.jpg"))[0]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "=HYPERLINK(1).jpg").write_bytes(real.read_bytes())
+    args = ["analyze", "=HYPERLINK(1).jpg", "-o", "out.json", "--csv", "out.csv", "--no-progress"]
+    assert main(args) == 0
+    assert (
+        json.loads((tmp_path / "out.json").read_text())["slides"][0]["file"] == "=HYPERLINK(1).jpg"
+    )
+    (row,) = csv.DictReader((tmp_path / "out.csv").open())
+    assert row["file"] == "'=HYPERLINK(1).jpg" and row["status"] == "ok"
