@@ -115,15 +115,23 @@ def _train(args: argparse.Namespace) -> int:
 
 def _classify(args: argparse.Namespace) -> int:
     from training.classify import classify_dataset
+    from training.datasets import DataError
 
-    summary = classify_dataset(
-        args.labels,
-        args.format,
-        args.output,
-        images=args.images,
-        model_dir=args.model,
-        classes=args.classes,
-        strict=args.strict,
-    )
+    if not args.labels.exists():
+        print(f"bloodcount classify: no such labels file or folder: {args.labels}", file=sys.stderr)
+        return 2
+    try:
+        summary = classify_dataset(
+            args.labels,
+            args.format,
+            args.output,
+            images=args.images,
+            model_dir=args.model,
+            classes=args.classes,
+            strict=args.strict,
+        )
+    except DataError as exc:  # unreadable classes or CSV header; any problem with --strict
+        print(f"bloodcount classify: {exc}", file=sys.stderr)
+        return 2
     print(summary)
     return 0

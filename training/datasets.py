@@ -26,6 +26,7 @@ CELL_CLASSES = ("RBC", "WBC", "Platelets")
 BACKGROUND = "background"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
+_WBC_KINDS = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
 # Spellings seen in public blood-cell datasets, lower-cased, mapped to our three names.
 _LABEL_ALIASES = {
     "rbc": "RBC",
@@ -48,6 +49,8 @@ _LABEL_ALIASES = {
     "plts": "Platelets",
     "thrombocyte": "Platelets",
     "thrombocytes": "Platelets",
+    # White-cell types, as datasets that label the differential name them (Raabin, PBC).
+    **{f"{kind}{plural}": "WBC" for kind in _WBC_KINDS for plural in ("", "s")},
 }
 # When one image arrives through several sources, keep the labels of the most complete one:
 # TXL-PBC boxes every visible cell, BCCD about half the red cells, CBC re-uses BCCD.
@@ -289,15 +292,58 @@ def read_csv_boxes(
     return [r for r in records.values() if r is not None]
 
 
+# Where YOLO datasets name their classes, by the tools that write them: a plain list
+# (TXL-PBC's classes.txt, darknet/CVAT's obj.names) or Ultralytics' data.yaml.
+CLASS_FILES = ("classes.txt", "obj.names", "data.yaml", "dataset.yaml")
+
+
+def find_classes(labels_dir: Path) -> Path:
+    """The class-names file of a YOLO labels folder: in its parent or the parent's parent."""
+    labels_dir = Path(labels_dir)
+    folders = (labels_dir.parent, labels_dir.parent.parent)
+    for folder in folders:
+        for name in CLASS_FILES:
+            if (folder / name).is_file():
+                return folder / name
+    raise DataError(
+        f"no class names for the YOLO labels in {labels_dir}: expected one of "
+        f"{', '.join(CLASS_FILES)} in {folders[0]} or {folders[1]} (or name it with --classes FILE)"
+    )
+
+
+def _class_lines(classes_path: Path) -> list[tuple[str, str]]:
+    """(where, name) pairs of a plain list (where: the line) or a YAML file's ``names``."""
+    try:
+        text = Path(classes_path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{classes_path}: cannot read the class names ({exc})") from exc
+    if Path(classes_path).suffix.lower() not in (".yaml", ".yml"):
+        lines = enumerate(text.splitlines(), start=1)
+        return [(str(n), line) for n, line in lines if line.strip()]
+    import yaml
+
+    try:
+        names = (yaml.safe_load(text) or {}).get("names")
+    except (yaml.YAMLError, AttributeError) as exc:
+        raise DataError(f"{classes_path}: not a YAML mapping with 'names' ({exc})") from exc
+    if isinstance(names, dict):  # Ultralytics: {0: WBC, 1: RBC, ...}, ids in order
+        if sorted(names) != list(range(len(names))):
+            raise DataError(
+                f"{classes_path}: class ids {sorted(names)} are not 0..{len(names) - 1}"
+            )
+        names = [names[i] for i in range(len(names))]
+    if not isinstance(names, list) or not names:
+        raise DataError(f"{classes_path}: no 'names' list of classes")
+    return [(f" class {i}", str(name)) for i, name in enumerate(names)]
+
+
 def read_classes(classes_path: Path) -> list[str]:
-    """YOLO class names, one a line, normalised; an unknown name is an error."""
+    """YOLO class names in id order, normalised; an unknown name is an error."""
     names = []
-    for line_no, line in enumerate(Path(classes_path).read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
+    for where, line in _class_lines(classes_path):
         label = normalise_label(line)
         if label is None:
-            raise DataError(f"{classes_path}:{line_no}: unknown class name {line.strip()!r}")
+            raise DataError(f"{classes_path}:{where}: unknown class name {line.strip()!r}")
         names.append(label)
     return names
 
@@ -311,6 +357,33 @@ def txl_subsource(name: str, width: int, height: int) -> str:
     return "txl-pbc"
 
 
+def _images_under(folder: Path) -> list[Path]:
+    """Image files in ``folder`` and its sub-folders (Ultralytics: images/train, images/val),
+    without hidden ones (macOS ``._name.jpg``)."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
+    )
+
+
+def _yolo_labels_path(image: Path, images_dir: Path, labels_dir: Path) -> Path:
+    """The label file of ``image``: at the same place under ``labels_dir`` as the image under
+    ``images_dir``; else where YOLO itself looks (the last ``images`` folder of the image's
+    path read as ``labels``), so that ``--images ds/images/val`` finds ``ds/labels/val``."""
+    relative = image.relative_to(images_dir).with_suffix(".txt")
+    path = labels_dir / relative
+    parts = image.with_suffix(".txt").parts
+    if not path.is_file() and "images" in parts:
+        i = len(parts) - 1 - parts[::-1].index("images")
+        yolo = Path(*parts[:i], "labels", *parts[i + 1 :])
+        if yolo.is_file():
+            return yolo
+    return path
+
+
 def read_yolo(
     labels_dir: Path,
     images_dir: Path,
@@ -322,9 +395,8 @@ def read_yolo(
     report = report or ReadReport()
     classes = read_classes(classes_path)
     records = []
-    images = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    for image_path in images:
-        labels_path = Path(labels_dir) / (image_path.stem + ".txt")
+    for image_path in _images_under(Path(images_dir)):
+        labels_path = _yolo_labels_path(image_path, Path(images_dir), Path(labels_dir))
         if not labels_path.is_file():
             report.problem("missing labels", str(labels_path), "no label file for image")
             continue
@@ -369,23 +441,20 @@ def read_labels(
     images: Path | None = None,
     report: ReadReport | None = None,
     classes: Path | None = None,
+    source: str | None = None,
 ) -> list[ImageRecord]:
-    """Read one labelled folder/file in ``fmt`` (voc, csv, yolo); used by ``classify``."""
+    """Read one labelled folder/file in ``fmt`` (voc, csv, yolo); used by ``classify`` and
+    ``evaluate``. Every record's source is ``source`` if given, else the format's name
+    (YOLO: TXL-PBC's sub-sources, :func:`txl_subsource`)."""
     labels = Path(labels)
     if fmt == "voc":
-        return read_voc(labels, images or labels.parent / "JPEGImages", "voc", report)
+        return read_voc(labels, images or labels.parent / "JPEGImages", source or "voc", report)
     if fmt == "csv":
-        return read_csv_boxes(labels, images or labels.parent / "JPEGImages", "csv", report)
+        csv_images = images or labels.parent / "JPEGImages"
+        return read_csv_boxes(labels, csv_images, source or "csv", report)
     if fmt == "yolo":
-        classes = classes or next(
-            (
-                p
-                for p in (labels.parent / "classes.txt", labels.parent.parent / "classes.txt")
-                if p.is_file()
-            ),
-            labels.parent / "classes.txt",
-        )
-        return read_yolo(labels, images or labels.parent / "images", classes, None, report)
+        classes = classes or find_classes(labels)
+        return read_yolo(labels, images or labels.parent / "images", classes, source, report)
     raise DataError(f"unknown format {fmt!r}: use voc, csv or yolo")
 
 

@@ -24,15 +24,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dataset",
         required=True,
         metavar="DIR",
-        help="VOC folder (Annotations/, JPEGImages/), CSV file or folder, or YOLO folder (labels/, images/)",
+        help="VOC folder (Annotations/, JPEGImages/), CSV file or folder, or YOLO folder "
+        "(labels/, images/, and classes.txt, obj.names or data.yaml)",
     )
     parser.add_argument(
         "--images",
         metavar="DIR",
         help="where the images are, if not in the format's usual folder (VOC: JPEGImages/ or "
-        "Images/ beside Annotations/; CSV: JPEGImages/ beside it; YOLO: images/)",
+        "Images/ beside Annotations/; CSV: JPEGImages/ beside it, or its own folder; YOLO: "
+        "images/, with sub-folders such as images/val)",
     )
     parser.add_argument("--format", required=True, choices=["voc", "csv", "yolo"], dest="fmt")
+    parser.add_argument(
+        "--classes",
+        metavar="FILE",
+        help="YOLO class names (a list, one a line, or a data.yaml), if not found beside labels/",
+    )
+    parser.add_argument(
+        "--source",
+        metavar="NAME",
+        help="name every slide's source NAME (a dataset from elsewhere; default: the format's "
+        "name, and for YOLO TXL-PBC's sub-sources: txl-bccd by file name, txl-raabin by size, "
+        "else txl-pbc)",
+    )
     parser.add_argument("--output", required=True, metavar="FILE.json")
     parser.add_argument(
         "--split",
@@ -58,10 +72,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 # Where each format's images usually are, relative to the labels' parent folder; the first
-# that exists is used (CBC, for one, ships VOC with Images/ rather than JPEGImages/).
+# that exists is used (CBC, for one, ships VOC with Images/ rather than JPEGImages/; a CSV
+# export often sits among its images).
 _IMAGE_FOLDERS = {
     "voc": ("JPEGImages", "Images", "images"),
-    "csv": ("JPEGImages", "Images", "images"),
+    "csv": ("JPEGImages", "Images", "images", "."),
     "yolo": ("images", "Images"),
 }
 
@@ -70,8 +85,26 @@ def _labels_path(fmt: str, dataset: Path) -> Path:
     if fmt == "voc":
         return dataset / "Annotations"
     if fmt == "csv":
-        return dataset if dataset.is_file() else dataset / "annotations.csv"
+        if dataset.is_file():
+            return dataset
+        # BCCD's name, else the folder's only CSV file; several are ambiguous.
+        found = sorted(dataset.glob("*.csv"))
+        if (dataset / "annotations.csv").is_file() or len(found) != 1:
+            return dataset / "annotations.csv"
+        return found[0]
     return dataset / "labels"
+
+
+def _missing_labels(fmt: str, dataset: Path) -> str | None:
+    """What is wrong when the labels the format needs are not where they should be."""
+    labels = _labels_path(fmt, dataset)
+    if labels.exists():
+        return None
+    if fmt == "csv":
+        found = sorted(p.name for p in dataset.glob("*.csv"))
+        listed = f"; it holds {', '.join(found)}: give one as --dataset FILE" if found else ""
+        return f"no annotations.csv in {dataset}{listed}"
+    return f"no {labels.name}/ folder in {dataset} (a {fmt.upper()} dataset keeps its labels there)"
 
 
 def _images_folder(fmt: str, dataset: Path, given: str | None = None) -> Path:
@@ -83,12 +116,14 @@ def _images_folder(fmt: str, dataset: Path, given: str | None = None) -> Path:
     return next((c for c in candidates if c.is_dir()), candidates[0])
 
 
-def _read(fmt: str, dataset: Path, images: Path):
+def _read(fmt: str, dataset: Path, images: Path, args: argparse.Namespace):
     """Records from the training package's readers (imported lazily: it is not needed to serve)."""
     from training.datasets import ReadReport, read_labels
 
     report = ReadReport()
-    return read_labels(fmt, _labels_path(fmt, dataset), images, report), report
+    labels = _labels_path(fmt, dataset)
+    classes = Path(args.classes) if args.classes else None
+    return read_labels(fmt, labels, images, report, classes, args.source), report
 
 
 def _select(records, split: str | None, images_list: str | None):
@@ -146,8 +181,25 @@ def run(args: argparse.Namespace) -> int:
     if not dataset.exists():
         print(f"bloodcount evaluate: no such dataset: {dataset}", file=sys.stderr)
         return 2
+    problem = _missing_labels(args.fmt, dataset)
+    if problem:
+        print(f"bloodcount evaluate: {problem}", file=sys.stderr)
+        return 2
+    from training.datasets import DataError
+
     images = _images_folder(args.fmt, dataset, args.images)
-    read, report = _read(args.fmt, dataset, images)
+    # VOC and CSV name their images, and say which are missing; YOLO lists the folder.
+    if (args.images or args.fmt == "yolo") and not images.is_dir():
+        print(
+            f"bloodcount evaluate: no images folder {images} (give it with --images DIR)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        read, report = _read(args.fmt, dataset, images, args)
+    except DataError as exc:  # a file the whole dataset depends on (classes, CSV header)
+        print(f"bloodcount evaluate: {exc}", file=sys.stderr)
+        return 2
     records = _select(read, args.split, args.images_list)
     if not records:
         print(f"bloodcount evaluate: {_why_none(args, read, report, images)}", file=sys.stderr)
@@ -206,6 +258,12 @@ def run(args: argparse.Namespace) -> int:
         f'slides counted with warnings: {len(warned)} of {len(scores)} (see "warned")',
         file=sys.stderr,
     )
+    if args.fmt == "yolo" and not args.source and "txl" not in str(dataset.resolve()).lower():
+        print(
+            "sources were named by TXL-PBC's rules (txl-bccd by file name, txl-raabin by "
+            "size, else txl-pbc); give --source NAME to score a dataset from elsewhere as one",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -129,3 +129,50 @@ def test_evaluate_explains_that_slides_from_elsewhere_are_on_no_side_of_the_spli
     assert main([*argv, "--output", str(tmp_path / "e.json"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "none of the 1 annotated images is on the test side of the committed split" in err
+
+
+def test_evaluate_reads_a_labs_own_yolo_and_csv_layouts(data_dir, tmp_path, capsys):
+    """A lab's YOLO export (Ultralytics: images/val, labels/val, data.yaml) and a Kaggle-layout
+    CSV lying among its images are scored; what the format needs and lacks is named."""
+    txl = data_dir / "txl-pbc" / "train"
+    names = sorted(p.stem for p in (txl / "images").glob("BloodImage_*"))[:2]
+    lab = tmp_path / "lab"
+    (lab / "images" / "val").mkdir(parents=True)
+    (lab / "labels" / "val").mkdir(parents=True)
+    for i, name in enumerate(names):
+        (lab / "images" / "val" / f"s{i}.jpg").write_bytes(
+            (txl / "images" / f"{name}.jpg").read_bytes()
+        )
+        (lab / "labels" / "val" / f"s{i}.txt").write_text(
+            (txl / "labels" / f"{name}.txt").read_text()
+        )
+    argv = ["evaluate", "--format", "yolo", "--no-progress", "--output", str(tmp_path / "y.json")]
+    assert main([*argv, "--dataset", str(lab)]) == 2
+    assert "no class names for the YOLO labels" in capsys.readouterr().err
+    (lab / "data.yaml").write_text("names: [WBC, RBC, Platelets]\n")  # TXL-PBC's class ids
+    assert main([*argv, "--dataset", str(lab), "--source", "our-lab"]) == 0
+    doc = json.loads((tmp_path / "y.json").read_text())
+    assert list(doc["sources"]) == ["our-lab"] and doc["sources"]["our-lab"]["slides"] == 2
+    assert doc["sources"]["our-lab"]["classes"]["RBC"]["true"] > 20
+    # Without --source the TXL-PBC naming applies, and the run says so.
+    assert main([*argv, "--dataset", str(lab)]) == 0
+    assert "give --source NAME" in capsys.readouterr().err
+
+    rows = ["image,xmin,ymin,xmax,ymax,label"]
+    for i, name in enumerate(names):
+        for line in (txl / "labels" / f"{name}.txt").read_text().splitlines():
+            cls, cx, cy, w, h = line.split()
+            x0, y0 = (float(cx) - float(w) / 2) * 640, (float(cy) - float(h) / 2) * 480
+            label = ("wbc", "rbc", "platelet")[int(cls)]
+            rows.append(
+                f"s{i}.jpg,{x0:.0f},{y0:.0f},{x0 + float(w) * 640:.0f},{y0 + float(h) * 480:.0f},{label}"
+            )
+    export = lab / "images" / "val"
+    (export / "boxes.csv").write_text("\n".join(rows) + "\n")
+    argv = ["evaluate", "--format", "csv", "--no-progress", "--output", str(tmp_path / "c.json")]
+    assert main([*argv, "--dataset", str(export)]) == 0  # its only CSV; images beside it
+    doc = json.loads((tmp_path / "c.json").read_text())
+    assert doc["sources"]["csv"]["slides"] == 2
+    (export / "other.csv").write_text("")
+    assert main([*argv, "--dataset", str(export)]) == 2
+    assert "it holds boxes.csv, other.csv: give one as --dataset FILE" in capsys.readouterr().err

@@ -227,3 +227,15 @@ def test_crop_used_for_training_is_the_service_crop() -> None:
     finally:
         samples.read_rgb = original
     np.testing.assert_array_equal(crops.x[0], crop_cell(image, (10, 10, 30, 40), 32))
+
+
+def test_classify_names_what_the_dataset_lacks(tmp_path, capsys) -> None:
+    """No traceback for a labels folder that is not there or YOLO labels without class names."""
+    from bloodcount.cli import main
+
+    argv = ["classify", "--format", "yolo", "--output", str(tmp_path / "out.json")]
+    assert main([*argv, "--labels", str(tmp_path / "nowhere")]) == 2
+    assert "no such labels file or folder" in capsys.readouterr().err
+    (tmp_path / "labels").mkdir()
+    assert main([*argv, "--labels", str(tmp_path / "labels")]) == 2
+    assert "no class names for the YOLO labels" in capsys.readouterr().err

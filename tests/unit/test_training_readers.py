@@ -14,6 +14,7 @@ from training.datasets import (
     merge_by_content,
     normalise_label,
     read_csv_boxes,
+    read_labels,
     read_voc,
     read_yolo,
     txl_subsource,
@@ -44,7 +45,9 @@ def test_labels_are_normalised() -> None:
     assert normalise_label(" rbc ") == "RBC"
     assert normalise_label("White Blood Cell") == "WBC"
     assert normalise_label("platelet") == "Platelets"
-    assert normalise_label("neutrophil") is None
+    # A white cell's type is still a white cell: datasets that label the differential count.
+    assert normalise_label("Neutrophils") == normalise_label("basophil") == "WBC"
+    assert normalise_label("debris") is None
 
 
 def test_voc_reads_boxes_and_counts_problems(tmp_path: Path) -> None:
@@ -55,7 +58,7 @@ def test_voc_reads_boxes_and_counts_problems(tmp_path: Path) -> None:
         [
             ("RBC", 1, 2, 20, 22),
             ("wbc", 30, 10, 70, 40),  # runs off the right edge: clipped, kept
-            ("Neutrophil", 1, 1, 10, 10),  # unknown label
+            ("Debris", 1, 1, 10, 10),  # unknown label
             ("RBC", 100, 100, 120, 120),  # wholly outside the 64x48 image
             ("RBC", 10, 10, 10, 30),  # no area
         ],
@@ -78,14 +81,14 @@ def test_voc_reads_boxes_and_counts_problems(tmp_path: Path) -> None:
         "box clipped to image": 1,
     }
     assert any("broken.xml" in m and "malformed XML" in m for m in report.messages)
-    assert any("a.xml object 3" in m and "Neutrophil" in m for m in report.messages)
+    assert any("a.xml object 3" in m and "Debris" in m for m in report.messages)
     assert "missing image" in report.summary()
 
 
 def test_strict_mode_stops_at_first_problem(tmp_path: Path) -> None:
     _image(tmp_path / "img/a.jpg")
-    _voc(tmp_path / "ann", "a.jpg", [("Monocyte", 1, 1, 9, 9)])
-    with pytest.raises(DataError, match=r"a\.xml object 1: unknown label 'Monocyte'"):
+    _voc(tmp_path / "ann", "a.jpg", [("Artifact", 1, 1, 9, 9)])
+    with pytest.raises(DataError, match=r"a\.xml object 1: unknown label 'Artifact'"):
         read_voc(tmp_path / "ann", tmp_path / "img", "bccd", ReadReport(strict=True))
 
 
@@ -177,7 +180,7 @@ def test_yolo_image_without_label_file_is_counted(tmp_path: Path) -> None:
 
 
 def test_yolo_unknown_class_name_is_an_error(tmp_path: Path) -> None:
-    (tmp_path / "classes.txt").write_text("WBC\nBasophil\n")
+    (tmp_path / "classes.txt").write_text("WBC\nDebris\n")
     (tmp_path / "labels").mkdir()
     (tmp_path / "images").mkdir()
     with pytest.raises(DataError, match=r"classes\.txt:2"):
@@ -208,3 +211,42 @@ def test_same_bytes_through_two_sources_are_kept_once(tmp_path: Path) -> None:
     assert shared.source == "txl-bccd"  # the complete labels win
     assert [a.source for a in shared.aliases] == ["bccd"]
     assert len(shared.boxes) == 2
+
+
+def _ultralytics(root: Path) -> None:
+    """An Ultralytics-layout dataset: images/{train,val}, labels/{train,val}, data.yaml."""
+    for part in ("train", "val"):
+        _image(root / f"images/{part}/{part}1.jpg")
+        (root / f"labels/{part}").mkdir(parents=True)
+        (root / f"labels/{part}/{part}1.txt").write_text("2 0.5 0.5 0.2 0.4\n")
+    _image(root / "images/val/._val1.jpg")  # a macOS resource fork: not an image to read
+    (root / "data.yaml").write_text(
+        "path: .\ntrain: images/train\nval: images/val\nnames:\n  0: RBC\n  1: WBC\n  2: platelet\n"
+    )
+
+
+def test_yolo_reads_ultralytics_layout_and_its_class_names(tmp_path: Path) -> None:
+    _ultralytics(tmp_path)
+    report = ReadReport()
+    records = read_labels("yolo", tmp_path / "labels", None, report, source="lab")
+    assert sorted(r.image_path.name for r in records) == ["train1.jpg", "val1.jpg"]
+    assert {b.label for r in records for b in r.boxes} == {"Platelets"}
+    assert {r.source for r in records} == {"lab"} and report.counts == {}
+    # One part, given by its images folder, finds its labels where YOLO looks for them.
+    (val,) = read_labels("yolo", tmp_path / "labels", tmp_path / "images/val")
+    assert val.labels_path == tmp_path / "labels/val/val1.txt"
+
+
+def test_yolo_class_names_from_obj_names_or_a_clear_error(tmp_path: Path) -> None:
+    _image(tmp_path / "images/a.jpg")
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels/a.txt").write_text("0 0.5 0.5 0.2 0.4\n")
+    with pytest.raises(DataError, match=r"no class names .*classes\.txt, obj\.names, data\.yaml"):
+        read_labels("yolo", tmp_path / "labels")
+    (tmp_path / "obj.names").write_text("leukocyte\n")
+    (record,) = read_labels("yolo", tmp_path / "labels")
+    assert [b.label for b in record.boxes] == ["WBC"]
+    (tmp_path / "data.yaml").write_text("names: {0: WBC, 2: RBC}\n")
+    (tmp_path / "obj.names").unlink()
+    with pytest.raises(DataError, match=r"data\.yaml: class ids \[0, 2\] are not 0..1"):
+        read_labels("yolo", tmp_path / "labels")
