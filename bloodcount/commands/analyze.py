@@ -73,7 +73,8 @@ def find_images(paths: list[str]) -> list[str]:
 
     In a folder, hidden files and folders are passed over: macOS leaves a ``._name.jpg``
     beside every image copied from its disks, which is metadata, not a slide (uploaded zips
-    skip them too).
+    skip them too). So is anything but a regular file: opening a named pipe called
+    ``x.jpg`` would wait forever for a writer.
     """
     found: list[str] = []
     for raw in paths:
@@ -84,6 +85,7 @@ def find_images(paths: list[str]) -> list[str]:
                 for p in path.rglob("*")
                 if p.suffix.lower() in IMAGE_SUFFIXES
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                and p.is_file()
             )
         elif path.exists():
             found.append(raw)  # named explicitly: analyse it whatever its suffix
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from bloodcount.analysis import SCHEMA, open_analyzer
-    from bloodcount.commands.outputs import prepare_outputs
+    from bloodcount.commands.outputs import prepare_outputs, shown_path
     from bloodcount.csv_text import to_csv
 
     if args.workers < 1:
@@ -177,7 +179,9 @@ def run(args: argparse.Namespace) -> int:
     for result in _results(paths, overlay_dir is not None, workers, args.method):
         if overlay_dir and result.overlay:
             (overlay_dir / _overlay_name(result.file, used)).write_bytes(result.overlay)
-        slides.append(result.to_dict())
+        slide = result.to_dict()
+        slide["file"] = shown_path(slide["file"])
+        slides.append(slide)
         bar.update(1)
     bar.close()
     document = {"schema": SCHEMA, "model": analyzer.model_info, "slides": slides}

@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from bloodcount.analysis import open_analyzer
-    from bloodcount.commands.outputs import prepare_outputs
+    from bloodcount.commands.outputs import prepare_outputs, shown_path
     from bloodcount.evaluation import (
         by_lab_group,
         by_source,
@@ -214,14 +214,16 @@ def run(args: argparse.Namespace) -> int:
     for record in tqdm(records, unit="slide", file=sys.stderr, disable=args.no_progress):
         result = analyzer.analyze_path(record.image_path)
         if result.status != "ok":
-            failed.append({"file": str(record.image_path), "error": result.error})
+            failed.append({"file": shown_path(record.image_path), "error": result.error})
             continue
         if result.warnings:
             # Scored all the same (as a lab's counts would be): the list says which were warned.
-            warned.append({"file": str(record.image_path), "warnings": result.warnings})
+            warned.append({"file": shown_path(record.image_path), "warnings": result.warnings})
         truth = [(b.xyxy, b.label) for b in record.boxes]
         scores.append(
-            score_slide(str(record.image_path), record.source, result.to_dict()["cells"], truth)
+            score_slide(
+                shown_path(record.image_path), record.source, result.to_dict()["cells"], truth
+            )
         )
     sources = _summary_with_intervals(scores, by_source)
     groups = _summary_with_intervals(scores, by_lab_group)

@@ -31,3 +31,13 @@ def prepare_outputs(command: str, *paths: str | Path | None) -> bool:
             )
             return False
     return True
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as text every JSON and CSV reader accepts.
+
+    A file name that is not UTF-8 (from an old Windows or Latin-1 share) reaches Python as
+    lone surrogates, which strict JSON parsers reject and a UTF-8 file cannot hold at all;
+    its odd bytes are written as ``\\xNN`` instead, so the lab can still tell the file.
+    """
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")

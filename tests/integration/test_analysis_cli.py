@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -123,3 +124,24 @@ def test_analyze_csv_hands_a_spreadsheet_no_formula(data_dir, tmp_path, monkeypa
     )
     (row,) = csv.DictReader((tmp_path / "out.csv").open())
     assert row["file"] == "'=HYPERLINK(1).jpg" and row["status"] == "ok"
+
+
+def test_analyze_a_folder_with_a_pipe_and_a_name_that_is_not_utf8(data_dir, tmp_path):
+    """A named pipe called like an image is passed over (opening it would wait forever), and
+    a Latin-1 file name reaches the JSON and the CSV as valid text, its odd byte as \\xNN."""
+    import os
+
+    real = sorted((data_dir / "bccd" / "JPEGImages").glob("*.jpg"))[0]
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    (folder / "s.jpg").mkdir()  # a folder named like an image is not one either
+    os.mkfifo(folder / "pipe.jpg")
+    latin = os.fsdecode(bytes(folder) + b"/caf\xe9.jpg")
+    Path(latin).write_bytes(real.read_bytes())
+    out, table = tmp_path / "out.json", tmp_path / "out.csv"
+    argv = ["analyze", str(folder), "-o", str(out), "--csv", str(table), "--no-progress"]
+    assert main(argv) == 0
+    (slide,) = json.loads(out.read_text(encoding="utf-8"))["slides"]
+    assert slide["file"] == f"{folder}/caf\\xe9.jpg" and slide["status"] == "ok"
+    (row,) = csv.DictReader(table.open(encoding="utf-8"))
+    assert row["file"] == slide["file"]
