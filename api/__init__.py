@@ -23,6 +23,9 @@ from bloodcount.queue import TaskQueue
 from bloodcount.resources import Resources
 
 log = logging.getLogger(__name__)
+# Parts a multipart upload may hold besides its files: 'reference', and a few to spare so
+# that a batch one file over BLOODCOUNT_MAX_FILES_PER_BATCH gets the message naming it.
+FORM_FIELDS = 16
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -32,7 +35,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.json_provider_class = ApiJSONProvider
     app.json = ApiJSONProvider(app)
-    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.max_upload_bytes)
+    app.config.update(
+        SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        # Flask parses at most 1,000 parts by default: a batch of exactly
+        # BLOODCOUNT_MAX_FILES_PER_BATCH (1000) files plus its 'reference' was refused as
+        # 'a form field is over 500,000 bytes', and one over it never got the message
+        # naming that setting. Room for every file, the fields and the count's own check.
+        MAX_FORM_PARTS=settings.max_files_per_batch + FORM_FIELDS,
+    )
     app.config.update(config)
 
     resources = Resources(settings)

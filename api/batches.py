@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Response, jsonify, request, url_for
+from werkzeug.exceptions import BadRequest
 
 from api.auth import protected
 from api.context import enqueue, lab_id, resources, service
@@ -12,6 +14,7 @@ from api.params import choice_param, datetime_param, page_request
 from api.responses import json_with_etag
 from bloodcount import services
 from bloodcount.db.models import BATCH_STATUSES
+from bloodcount.services.uploads import check_characters
 
 bp = protected("batches")
 # Seconds a client should wait before polling a running batch again.
@@ -51,10 +54,19 @@ def create_batch():
     """Multipart: images and zips, processed now. JSON: presigned upload URLs, submit later."""
     key = request.headers.get("Idempotency-Key") or None
     if request.mimetype == "multipart/form-data":
+        reference = _reference(request.form.get("reference") or None)
         uploads = [
             (f.filename or f"file-{i + 1}", f.stream)
             for i, f in enumerate(request.files.getlist("files") + request.files.getlist("file"))
         ]
+        if not uploads:
+            # The parser drops a body it cannot read without a word: a part header that is
+            # not UTF-8 (a Latin-1 filename="\xe9.jpg") loses every file of the request.
+            raise services.InvalidRequest(
+                "no slides: the request holds no file part named 'files'; send each image as "
+                "a part with a filename, check the multipart boundary, and that the part "
+                "headers (file names included) are UTF-8"
+            )
         settings = resources().settings
         files = services.expand_uploads(
             uploads,
@@ -67,12 +79,12 @@ def create_batch():
             lab_id(),
             files,
             enqueue,
-            reference=request.form.get("reference") or None,
+            reference=reference,
             idempotency_key=key,
         )
         return _accepted(submission)
     if request.mimetype == "application/json":
-        body = request.get_json(silent=True)
+        body = _json_body()
         if not isinstance(body, dict):
             raise services.InvalidRequest(
                 'the JSON body must be an object: {"files": [{"name": ...}], "reference": ...}'
@@ -81,7 +93,7 @@ def create_batch():
             resources(),
             lab_id(),
             body.get("files"),
-            reference=body.get("reference"),
+            reference=_reference(body.get("reference")),
             idempotency_key=key,
         )
         return _accepted(submission, 201)
@@ -90,6 +102,41 @@ def create_batch():
         "to get presigned upload URLs",
         content_type=request.mimetype or None,
     )
+
+
+def _json_body() -> Any:
+    """The parsed JSON body; a 422 naming the fault if it is not JSON.
+
+    A body nested deeper than the parser's recursion limit ('[' * 100000, 100 kB) raised
+    RecursionError, which get_json(silent=True) does not catch: a 500.
+    """
+    try:
+        return request.get_json()
+    except BadRequest:
+        raise services.InvalidRequest(
+            "the body is not valid JSON (it must be UTF-8 encoded); send "
+            '{"files": [{"name": ...}], "reference": ...}'
+        ) from None
+    except RecursionError:
+        raise services.InvalidRequest("the JSON body is nested too deeply") from None
+
+
+def _reference(value: Any) -> str | None:
+    """The batch's reference: text, as the JSON body may hold anything.
+
+    A number, list, object, true or NaN reached the service's length check and failed
+    there as a 500. A control character, bidi override or lone surrogate is refused as in
+    file names (the reference goes into reports and CSV files as they do); a NUL or a
+    lone surrogate in JSON also reached the INSERT, which PostgreSQL (NUL) or any UTF-8
+    database (surrogate) refuses: a 500. Length and blankness stay the service's checks.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise services.InvalidRequest(
+            f"reference must be a string, not {type(value).__name__}", parameter="reference"
+        )
+    return check_characters(value, "reference", parameter="reference")
 
 
 @bp.post("/batches/<batch_id>/submit")
@@ -136,13 +183,17 @@ def get_slides(batch_id: str):
 
 
 def page_response(page: services.Page, endpoint: str, **values: Any) -> Response:
-    args = {k: v for k, v in request.args.items() if k != "page"}
+    # The client's query goes into the next link as a query string, never as url_for's
+    # keyword arguments: there '_method', '_scheme', 'endpoint' or a 'batch_id' in the
+    # query failed to build (a 500) and '_external' or '_anchor' changed the link.
+    args = [(k, v) for k, v in request.args.items(multi=True) if k != "page"]
+    query = urlencode([*args, ("page", page.page + 1)])
     body = {
         "items": page.items,
         "page": page.page,
         "per_page": page.per_page,
         "total": page.total,
-        "next": url_for(endpoint, **values, **args, page=page.page + 1) if page.has_next else None,
+        "next": f"{url_for(endpoint, **values)}?{query}" if page.has_next else None,
     }
     return json_with_etag(body)
 

@@ -52,10 +52,13 @@ def _http_error(exc: HTTPException) -> Response:
     elif isinstance(exc, RequestEntityTooLarge) and (request.content_length or 0) <= (
         request.max_content_length or 0
     ):
-        # The body is within the limit, so a single form field was over Flask's own.
+        # The body is within the limit, so one of werkzeug's form limits was hit: a text
+        # field over its size, or more parts than it parses (werkzeug says not which).
         detail = (
-            f"a form field is over {request.max_form_memory_size or 0:,} bytes; 'reference' takes "
-            "at most 200 characters and images go in 'files' parts with a file name"
+            f"a form field is over {request.max_form_memory_size or 0:,} bytes, or the form "
+            f"has more than {request.max_form_parts or 0:,} parts; 'reference' takes at most "
+            "200 characters, images go in 'files' parts with a file name, and a batch holds "
+            "at most BLOODCOUNT_MAX_FILES_PER_BATCH of them"
         )
     elif isinstance(exc, RequestEntityTooLarge):
         limit = request.max_content_length or 0

@@ -10,7 +10,8 @@ from bloodcount.services import InvalidRequest, PageRequest
 
 
 def refuse_nul() -> None:
-    """before_request hook: a NUL in the path, the query or a form field is refused here.
+    """before_request hook: a NUL in the path, the query, a form field or the
+    Idempotency-Key header is refused here.
 
     PostgreSQL text cannot hold NUL, so such a value used to reach the database and fail
     there as a 500; no id, filter or reference ever contains one.
@@ -19,6 +20,8 @@ def refuse_nul() -> None:
     def nul(*texts) -> bool:  # a part without a name has None for its key
         return any(isinstance(t, str) and "\x00" in t for t in texts)
 
+    if request.mimetype == "multipart/form-data":
+        refuse_files_as_fields()
     where = None
     if "\x00" in request.path:
         where = "the path"
@@ -28,11 +31,36 @@ def refuse_nul() -> None:
         nul(k, v) for k, v in request.form.items(multi=True)
     ):
         where = "a form field"
+    elif nul(request.headers.get("Idempotency-Key")):  # stored with the batch, as the rest
+        where = "the Idempotency-Key header"
     if where is not None:
         raise InvalidRequest(
             f"{where} holds a NUL character (\\0); no id, parameter or field "
             "of this API can contain one"
         )
+
+
+def refuse_files_as_fields() -> None:
+    """A 'files' part without a filename is parsed as a text field, not a file.
+
+    curl -F 'files=<slide.jpg' (instead of files=@slide.jpg) or a client that drops the
+    filename sends one. Such a part used to be ignored: an image (which holds NUL bytes)
+    was refused as 'a form field holds a NUL character', any other content beside real
+    files was dropped without a word (the batch stored without it), and alone it was
+    answered 'no slides'.
+    """
+    for name in ("files", "file"):
+        if name in request.form:
+            binary = any("\x00" in v for v in request.form.getlist(name))
+            raise InvalidRequest(
+                f"a '{name}' part came without a filename (or with one that broke its "
+                "header, such as a name holding a line break), so it arrived as a text field"
+                + (", holding NUL characters as an image does," if binary else "")
+                + ", not a file; send every image as a file part with a plain filename "
+                '(Content-Disposition: form-data; name="files"; filename="slide.jpg", '
+                "or curl -F files=@slide.jpg)",
+                parameter=name,
+            )
 
 
 def int_param(name: str, default: int) -> int:
@@ -64,7 +92,16 @@ def datetime_param(name: str) -> datetime | None:
             f"2026-01-31T08:00:00Z, not {raw!r}",
             parameter=name,
         ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        # Here, not at the database: 9999-12-31T23:00:00-05:00 is past year 9999 in UTC,
+        # and converting it there raised OverflowError, a 500.
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidRequest(
+            f"{name} {raw!r} is out of range once converted to UTC", parameter=name
+        ) from None
 
 
 def choice_param(name: str, choices: tuple[str, ...]) -> str | None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import re
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -32,7 +34,30 @@ _MAGIC: tuple[tuple[bytes, str, str, str], ...] = (
 )
 SNIFF_BYTES = 8
 MAX_NAME_LENGTH = 255
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls and DEL; the line and paragraph separators (line breaks to Python's
+# splitlines and to JavaScript); the bidirectional overrides and isolates, which make a
+# name display as another ('slide\u202egpj.exe' shows as 'slideexe.jpg'); lone surrogates
+# (only a JSON '\ud800' escape can send one), which no database can store as UTF-8 text:
+# a name holding one used to reach the INSERT and fail there as a 500.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# Entries one archive may list, per slide a batch may hold: folders, macOS forks and other
+# metadata come on top of the images, but not tenfold. Listing the entries costs memory
+# in proportion (Python keeps an object per entry, ~1 kB): before this bound, a 27 MB zip
+# of 300,000 empty folders took 4 s and 400 MB of the API process, and one at the upload
+# limit would have taken gigabytes, though it holds no slide at all.
+ENTRIES_PER_SLIDE = 10
+# Errors that reading a broken member can raise besides BadZipFile: corrupt deflate, LZMA
+# or bzip2 data, data cut short, an offset out of the file. They used to escape as a 500.
+_MEMBER_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    ValueError,
+    RuntimeError,
+    NotImplementedError,
+    OSError,
+)
 
 
 @dataclass(frozen=True)
@@ -72,16 +97,23 @@ def _refuse_unknown(name: str) -> InvalidRequest:
     )
 
 
+def check_characters(text: str, what: str, **extra: object) -> str:
+    """Refuse text holding a control character, a bidi override or a lone surrogate."""
+    if _CONTROL.search(text):
+        shown = text.encode("unicode_escape", "backslashreplace").decode()[:120]
+        raise InvalidRequest(
+            f"{what} {shown!r} holds a control character (such as NUL, a line break or a "
+            "right-to-left override) or an invalid one (a lone surrogate); change it",
+            **extra,
+        )
+    return text
+
+
 def check_name(name: str, what: str = "file name") -> str:
     """Refuse a name that could be mistaken for a path or smuggle characters into logs,
     CSV reports and headers: control characters, '..' segments, absolute paths, > 255."""
-    shown = name.encode("unicode_escape").decode()[:120]
-    if _CONTROL.search(name):
-        raise InvalidRequest(
-            f"{what} {shown!r} holds a control character (such as NUL or a "
-            "line break); rename the file",
-            file=shown,
-        )
+    shown = name.encode("unicode_escape", "backslashreplace").decode()[:120]
+    check_characters(name, what, file=shown)
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidRequest(
             f"{what} {shown!r}... is {len(name)} characters long; at most "
@@ -155,7 +187,7 @@ def expand_uploads(
     total = 0
     for name, stream in uploads:
         check_name(name)
-        for slide in _expand_one(name, stream, max_bytes - total):
+        for slide in _expand_one(name, stream, max_bytes - total, max_files):
             if max_pixels is not None:
                 check_image_header(slide.filename, slide.data, max_pixels)
             total += len(slide.data)
@@ -170,7 +202,7 @@ def expand_uploads(
     return slides
 
 
-def _expand_one(name: str, stream: BinaryIO, budget: int) -> Iterator[SlideFile]:
+def _expand_one(name: str, stream: BinaryIO, budget: int, max_files: int) -> Iterator[SlideFile]:
     data = stream.read(budget + 1)
     if len(data) > budget:
         raise _too_large(budget)
@@ -180,7 +212,7 @@ def _expand_one(name: str, stream: BinaryIO, budget: int) -> Iterator[SlideFile]
     if found.kind == "image":
         yield SlideFile(name, data, found.content_type, found.suffix)
         return
-    yield from _expand_zip(name, data, budget)
+    yield from _expand_zip(name, data, budget, max_files)
 
 
 def _too_large(budget: int) -> TooLarge:
@@ -190,15 +222,29 @@ def _too_large(budget: int) -> TooLarge:
     )
 
 
-def _expand_zip(name: str, data: bytes, budget: int) -> Iterator[SlideFile]:
+def _expand_zip(name: str, data: bytes, budget: int, max_files: int) -> Iterator[SlideFile]:
+    # Every central-directory record starts with this signature, and zipfile lists a record
+    # only where it finds one, so counting them bounds the entries before they are listed
+    # (the entry count in the end record may lie). Counting 512 MB takes a fraction of a
+    # second; a chance match inside member data only makes the count larger.
+    max_entries = ENTRIES_PER_SLIDE * max_files + 100
+    if data.count(b"PK\x01\x02") > max_entries:
+        raise TooLarge(
+            f"{name!r} lists more than {max_entries:,} entries (files and folders); a batch "
+            f"holds at most {max_files:,} slides (BLOODCOUNT_MAX_FILES_PER_BATCH): split it",
+            file=name,
+        )
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+    # UnicodeDecodeError (a ValueError): a name flagged UTF-8 that is not; the others from
+    # a central directory pointing outside the file. Both used to escape as a 500.
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
         raise InvalidRequest(
-            f"{name!r} looks like a zip archive but cannot be opened", file=name
+            f"{name!r} looks like a zip archive but cannot be opened ({exc})", file=name
         ) from None
     with archive:
         for member in archive.infolist():  # before skipping: '..' would pass as a dot file
+            member.filename = _member_name(member)
             check_name(member.filename, f"member of {name!r}")
         members = [m for m in archive.infolist() if not _skipped(m)]
         # Declared sizes first, so a bomb is refused before anything is inflated.
@@ -209,8 +255,13 @@ def _expand_zip(name: str, data: bytes, budget: int) -> Iterator[SlideFile]:
             try:
                 with archive.open(member) as handle:
                     content = handle.read(member.file_size + 1)
-            except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError) as exc:
-                raise InvalidRequest(f"{label!r} cannot be extracted: {exc}", file=label) from None
+            except _MEMBER_ERRORS as exc:
+                reason = str(exc) or type(exc).__name__
+                raise InvalidRequest(
+                    f"{label!r} cannot be extracted ({reason}): the archive is damaged; "
+                    "make it again",
+                    file=label,
+                ) from None
             if len(content) > member.file_size:
                 raise InvalidRequest(f"{label!r} is larger than its archive says", file=label)
             found = sniff(content[:SNIFF_BYTES])
@@ -223,6 +274,25 @@ def _expand_zip(name: str, data: bytes, budget: int) -> Iterator[SlideFile]:
             if found is None or found.kind != "image":
                 raise _refuse_unknown(label)
             yield SlideFile(label, content, found.content_type, found.suffix)
+
+
+def _member_name(member: zipfile.ZipInfo) -> str:
+    """The member's name as its maker wrote it.
+
+    Without the UTF-8 flag (bit 11) zipfile decodes a name as cp437, yet Info-ZIP, macOS
+    and many other archivers write UTF-8 without setting the flag: a member written as
+    'Ábaco-血液.jpg' became the slide '├übaco-ΦíÇµ╢▓.jpg'. A name whose bytes are valid
+    UTF-8 (and not plain ASCII) is read as UTF-8: real cp437 names (Windows' own zips) are
+    almost never valid UTF-8, and stay as zipfile read them. Only the name we show changes;
+    ``orig_filename``, which zipfile checks against the local header, is left alone.
+    """
+    name = member.filename
+    if member.flag_bits & 0x800 or name.isascii():
+        return name
+    try:
+        return name.encode("cp437").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return name
 
 
 def _skipped(member: zipfile.ZipInfo) -> bool:
