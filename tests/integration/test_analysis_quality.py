@@ -133,7 +133,7 @@ def test_counting_holds_at_another_magnification(held_out, analyzer, source, fac
     """The held-out slides resized (a lower or higher power through the same slide): the
     red-cell size estimate brings them back to the canonical scale, so red cells are found
     about as well as at the original size, and white cells with at most one lost. A scale
-    estimate gone wrong would cost far more (``training.detector.magnification`` measures
+    estimate gone wrong would cost far more (``training.detector.robustness`` measures
     the whole held-out side from x0.4 to x2.5)."""
     base = _scores_at(held_out[source], analyzer, source, 1.0)
     resized = _scores_at(held_out[source], analyzer, source, factor)
