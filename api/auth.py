@@ -8,7 +8,7 @@ import time
 from flask import Blueprint, current_app, g, request
 
 from api.errors import problem
-from api.params import refuse_nul
+from api.params import refuse_nul, refuse_unknown_query
 from api.security import check_rate
 from bloodcount.labs import authenticate, hash_api_key
 
@@ -67,6 +67,7 @@ def protected(name: str) -> Blueprint:
     bp = Blueprint(name, __name__, url_prefix="/api/v1")
     bp.before_request(require_lab)
     bp.before_request(refuse_nul)  # after the key check: strangers' bodies are never parsed
+    bp.before_request(refuse_unknown_query)
     return bp
 
 

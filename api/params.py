@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from functools import cache
 
 from flask import request
 
@@ -61,6 +63,52 @@ def refuse_files_as_fields() -> None:
                 "or curl -F files=@slide.jpg)",
                 parameter=name,
             )
+
+
+def refuse_unknown_query() -> None:
+    """before_request hook: a query parameter the operation does not document is refused.
+
+    A lab that filters a count report with ``?submitted_from=...`` (the API's name is
+    ``from``) would otherwise get every batch it ever sent, looking filtered: for a report
+    that is worse than an error. The names come from api/openapi.yaml, so the document
+    and the check cannot drift apart; routes it does not describe are not checked.
+    """
+    if request.url_rule is None or request.method in ("OPTIONS", "HEAD"):
+        return
+    known = documented_query(request.url_rule.rule, request.method.lower())
+    if known is None:
+        return
+    unknown = sorted(set(request.args) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) if known else "no query parameters"
+        named = ", ".join(repr(name) for name in unknown)
+        raise InvalidRequest(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} {named}; "
+            f"{request.method} {request.url_rule.rule} takes {takes}",
+            parameter=unknown[0],
+        )
+
+
+_FLASK_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+
+
+@cache
+def documented_query(rule: str, method: str) -> frozenset[str] | None:
+    """Query parameter names the OpenAPI document gives ``method`` on the Flask ``rule``
+    (path-level parameters included); None where it does not describe the operation."""
+    from api.docs import load_spec
+
+    spec = load_spec()
+    item = spec["paths"].get(_FLASK_VARIABLE.sub(r"{\1}", rule))
+    if item is None or method not in item:
+        return None
+    names = set()
+    for parameter in [*item.get("parameters", []), *item[method].get("parameters", [])]:
+        if "$ref" in parameter:
+            parameter = spec["components"]["parameters"][parameter["$ref"].rsplit("/", 1)[-1]]
+        if parameter["in"] == "query":
+            names.add(parameter["name"])
+    return frozenset(names)
 
 
 def int_param(name: str, default: int) -> int:
