@@ -10,7 +10,7 @@ from werkzeug.exceptions import BadRequest
 
 from api.auth import protected
 from api.context import enqueue, lab_id, resources, service
-from api.params import choice_param, datetime_param, page_request
+from api.params import choice_param, date_range, page_request
 from api.responses import json_with_etag
 from bloodcount import services
 from bloodcount.db.models import BATCH_STATUSES
@@ -162,14 +162,15 @@ def get_batch(batch_id: str):
 
 @bp.get("/batches")
 def get_batches():
+    created_from, created_to = date_range()
     page = services.list_batches(
         resources(),
         lab_id(),
         page_request(),
         status=choice_param("status", BATCH_STATUSES),
         reference=request.args.get("reference") or None,
-        created_from=datetime_param("from"),
-        created_to=datetime_param("to"),
+        created_from=created_from,
+        created_to=created_to,
     )
     return page_response(page, "batches.get_batches")
 

@@ -152,6 +152,23 @@ def datetime_param(name: str) -> datetime | None:
         ) from None
 
 
+def date_range() -> tuple[datetime | None, datetime | None]:
+    """``from`` (inclusive) and ``to`` (exclusive), checked to make a range.
+
+    A swapped or empty range used to answer an empty list or an all-zero report, which a
+    lab reads as "nothing was submitted" rather than as its own typo; asking for one day
+    as ``from=2026-01-05&to=2026-01-05`` was the same trap, since ``to`` is exclusive.
+    """
+    start, end = datetime_param("from"), datetime_param("to")
+    if start is not None and end is not None and start >= end:
+        raise InvalidRequest(
+            f"from ({start.isoformat()}) must be before to ({end.isoformat()}); to is "
+            "exclusive: for one day, give the next day as to",
+            parameter="to",
+        )
+    return start, end
+
+
 def choice_param(name: str, choices: tuple[str, ...]) -> str | None:
     raw = request.args.get(name)
     if raw is None or raw == "":

@@ -6,7 +6,7 @@ from flask import Response, jsonify
 
 from api.auth import protected
 from api.context import lab_id, resources
-from api.params import choice_param, datetime_param
+from api.params import choice_param, date_range
 from bloodcount import services
 from bloodcount.services.reports import BATCH_FIELDS, SLIDE_FIELDS
 
@@ -33,9 +33,7 @@ def batch_json(batch_id: str):
 @bp.get("/reports/counts")
 def counts():
     fmt = choice_param("format", ("json", "csv")) or "json"
-    report = services.counts_report(
-        resources(), lab_id(), datetime_param("from"), datetime_param("to")
-    )
+    report = services.counts_report(resources(), lab_id(), *date_range())
     if fmt == "csv":
         return _csv(services.to_csv(report["batches"], BATCH_FIELDS), "counts.csv")
     return jsonify(report)

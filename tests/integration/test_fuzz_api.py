@@ -52,6 +52,24 @@ def _throwaway_batch(api) -> dict[str, str]:
     return {"batch_id": body["id"], "slide_id": body["slide_ids"][0]}
 
 
+def _empty_range(query) -> bool:
+    from datetime import UTC, datetime
+
+    def parse(raw):
+        try:
+            value = datetime.fromisoformat(raw)
+        except (TypeError, ValueError):
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+    query = query or {}
+    start, end = parse(query.get("from")), parse(query.get("to"))
+    try:
+        return start is not None and end is not None and start >= end
+    except OverflowError:
+        return False
+
+
 def _operation(api, label: str):
     for result in api.schema.get_all_operations():
         operation = result.ok()
@@ -87,7 +105,10 @@ def test_api_never_fails_and_always_matches_its_document(api, label):
                     case.path_parameters[name] = value
         seen.append(case)
         case.headers = {**(case.headers or {}), **api.headers()}
-        case.call_and_validate(excluded_checks=excluded)
+        # A schema-valid 'from' at or after 'to' is refused on purpose (an empty range is
+        # a lab's typo, not a question): no OpenAPI schema can say "from before to".
+        refused = excluded + ([positive_data_acceptance] if _empty_range(case.query) else [])
+        case.call_and_validate(excluded_checks=refused)
 
     check()
     assert seen

@@ -209,3 +209,21 @@ def test_a_date_out_of_range_in_utc_is_a_422(api_env, query):
     for path in ("/api/v1/batches", "/api/v1/reports/counts"):
         response = api_env.get(f"{path}?{query}")
         _problem(response, 422, "out of range")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "from=2026-02-01&to=2026-01-01",
+        "from=2026-01-05&to=2026-01-05",
+        "from=2026-01-05T10:00:00%2B02:00&to=2026-01-05T08:00:00Z",
+    ],
+)
+def test_an_empty_or_swapped_date_range_is_a_422(api_env, query):
+    """Not an empty list or an all-zero report that reads as 'nothing was submitted'."""
+    for path in ("/api/v1/batches", "/api/v1/reports/counts", "/api/v1/reports/counts?format=csv"):
+        sep = "&" if "?" in path else "?"
+        body = _problem(api_env.get(f"{path}{sep}{query}"), 422, "must be before to", "exclusive")
+        assert body["parameter"] == "to"
+    ok = api_env.get("/api/v1/reports/counts?from=2026-01-05&to=2026-01-06")
+    assert ok.status_code == 200
