@@ -150,7 +150,7 @@ def submit_batch(
                 "batch_id": batch_id,
                 "lab_id": lab_id,
                 "position": position,
-                "filename": f.filename[:500],
+                "filename": f.filename,  # at most MAX_SLIDE_NAME: checked at upload
                 "object_key": original_key(lab_id, batch_id, slide_id, f.suffix),
                 "content_type": f.content_type,
                 "sha256": f.sha256,

@@ -34,6 +34,9 @@ _MAGIC: tuple[tuple[bytes, str, str, str], ...] = (
 )
 SNIFF_BYTES = 8
 MAX_NAME_LENGTH = 255
+# A slide's name as stored (``slides.filename``, String(500)): a zip's name, '/', and its
+# member's path, each up to MAX_NAME_LENGTH, can be longer.
+MAX_SLIDE_NAME = 500
 # C0 and C1 controls and DEL; the line and paragraph separators (line breaks to Python's
 # splitlines and to JavaScript); the bidirectional overrides and isolates, which make a
 # name display as another ('slide\u202egpj.exe' shows as 'slideexe.jpg'); lone surrogates
@@ -252,6 +255,13 @@ def _expand_zip(name: str, data: bytes, budget: int, max_files: int) -> Iterator
             raise _too_large(budget)
         for member in sorted(members, key=lambda m: m.filename):
             label = f"{name}/{member.filename}"
+            if len(label) > MAX_SLIDE_NAME:  # it used to be cut short without a word
+                raise InvalidRequest(
+                    f"the slide {label[:80]!r}... is named {len(label)} characters long with "
+                    f"its archive's name; at most {MAX_SLIDE_NAME}: shorten the zip's name "
+                    "or the folders inside it",
+                    file=label[:MAX_SLIDE_NAME],
+                )
             try:
                 with archive.open(member) as handle:
                     content = handle.read(member.file_size + 1)

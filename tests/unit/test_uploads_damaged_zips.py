@@ -92,3 +92,15 @@ def test_names_with_c1_controls_line_separators_or_bidi_overrides_are_refused(na
         _expand({name: GOOD})
     with pytest.raises(InvalidRequest, match="control character"):
         _expand({"z.zip": raw_zip([(name, GOOD)])})
+
+
+def test_a_slide_name_longer_than_the_database_holds_is_refused_not_cut():
+    """A 254-character zip name, a slash and a 255-character member path make 510; the
+    slide's name (500 at most) used to lose its end without a word."""
+    from tests.servicekit import zip_of
+
+    member = "d" * 200 + "/" + "m" * 50 + ".jpg"
+    with pytest.raises(InvalidRequest, match=r"named 510 characters long .* at most 500"):
+        _expand({"z" * 250 + ".zip": zip_of({member: GOOD})})
+    (slide,) = _expand({"z" * 240 + ".zip": zip_of({member: GOOD})})
+    assert len(slide.filename) == 500 and slide.filename.endswith("m.jpg")
