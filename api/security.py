@@ -1,13 +1,18 @@
 """Per-key rate limits, CORS (off unless BLOODCOUNT_CORS_ORIGINS lists origins) and the
 headers every API response carries.
 
-The rate limit is a token bucket per lab key, held in this process: each API process
-allows ``rate_limit_per_minute`` requests per key (bursts up to that many), so N gunicorn
-workers allow up to N times as many. Exceeding it answers 429 with Retry-After.
+The rate limit is a token bucket per lab key: ``rate_limit_per_minute`` requests per key
+(bursts up to that many), exceeding it answers 429 with Retry-After. With a Redis broker
+the bucket lives in Redis, so every API process and host shares one limit per key; held
+in each process instead, N gunicorn workers on M hosts would allow N x M times as many.
+If Redis does not answer, each process falls back to its own bucket (the API keeps
+serving: uploads survive a Redis outage, so the limit must not turn it into one).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import threading
 import time
@@ -15,6 +20,8 @@ import time
 from flask import Flask, Response, current_app, request
 
 from api.errors import problem
+
+log = logging.getLogger(__name__)
 
 API_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -51,9 +58,63 @@ class TokenBucket:
             return (1.0 - tokens) / self.refill
 
 
+# The same bucket in Redis, atomically (one script run), on Redis's clock, so that the
+# processes and hosts sharing it agree. State: a hash per key, gone after a full refill.
+_REDIS_BUCKET = """
+local capacity, refill = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens, last = tonumber(state[1]) or capacity, tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - last) * refill)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / refill end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / refill) + 1)
+return tostring(wait)
+"""
+
+
+class SharedTokenBucket:
+    """:class:`TokenBucket` kept in Redis; this process's own bucket while Redis is down."""
+
+    def __init__(
+        self, per_minute: int, url: str, namespace: str, fallback: TokenBucket | None = None
+    ) -> None:
+        import redis
+
+        # Lab ids are per database: deployments (or test runs) sharing one Redis must not
+        # share buckets, so keys carry a digest of the database they count for.
+        self.prefix = f"bloodcount:ratelimit:{hashlib.sha256(namespace.encode()).hexdigest()[:12]}:"
+        self.capacity = float(per_minute)
+        self.refill = per_minute / 60.0
+        # A limit check must never hold a request up for long: a short timeout, no retry.
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=0.25, socket_connect_timeout=0.25, retry_on_timeout=False
+        )
+        self._script = self._redis.register_script(_REDIS_BUCKET)
+        self.fallback = fallback or TokenBucket(per_minute)
+        self._warned = 0.0
+
+    def take(self, key: object) -> float:
+        import redis
+
+        try:
+            return float(
+                self._script(keys=[f"{self.prefix}{key}"], args=[self.capacity, self.refill])
+            )
+        except redis.RedisError as exc:
+            if time.monotonic() - self._warned > 60:  # once a minute, not once a request
+                self._warned = time.monotonic()
+                log.warning("rate limit: Redis unavailable (%s); limiting per process", exc)
+            return self.fallback.take(key)
+
+
 def check_rate(lab_id: int) -> Response | None:
     """A 429 problem if this lab's key is over its limit, else None."""
-    bucket: TokenBucket | None = current_app.extensions.get("bloodcount.ratelimit")
+    bucket: TokenBucket | SharedTokenBucket | None = current_app.extensions.get(
+        "bloodcount.ratelimit"
+    )
     if bucket is None:
         return None
     wait = bucket.take(lab_id)
@@ -89,7 +150,12 @@ def _after(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    limit = app.config["SETTINGS"].rate_limit_per_minute
-    if limit > 0:
+    settings = app.config["SETTINGS"]
+    limit = settings.rate_limit_per_minute
+    if limit > 0 and settings.broker_url.startswith(("redis://", "rediss://")):
+        app.extensions["bloodcount.ratelimit"] = SharedTokenBucket(
+            limit, settings.broker_url, settings.database_url
+        )
+    elif limit > 0:
         app.extensions["bloodcount.ratelimit"] = TokenBucket(limit)
     app.after_request(_after)
