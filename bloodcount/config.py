@@ -157,6 +157,14 @@ class Settings:
     task_max_retries: int = _setting(
         5, "Retries of a slide task after a transient error.", _positive_int
     )
+    # Under stuck_after_seconds: the reconciler would re-send a slide still being analysed.
+    task_time_limit: int = _setting(
+        300,
+        "Seconds one slide's analysis may take; then the slide fails, saying so, and a worker "
+        "process that cannot be interrupted is replaced. Keep it below "
+        "`BLOODCOUNT_STUCK_AFTER_SECONDS`.",
+        _positive_int,
+    )
     orphan_after_seconds: int = _setting(
         3600,
         "Images left by an interrupted upload (no batch row) are deleted after this age.",

@@ -29,6 +29,18 @@ def reconcile_interval(settings: Settings) -> float:
     return float(min(60, max(5, settings.stuck_after_seconds // 4)))
 
 
+def slide_time_limits(settings: Settings) -> tuple[float, float]:
+    """(soft, hard) time limits, in seconds, of one slide's task (``process_slide``).
+
+    The hard limit is ``task_time_limit``: the worker kills the process running the slide
+    and starts another. The soft limit comes first, by 10% of the limit but at least 5 s
+    (at most half the limit, for tiny test limits): it raises in the task, which then fails
+    the slide under its claim, while its process lives on.
+    """
+    hard = float(settings.task_time_limit)
+    return hard - min(max(5.0, hard / 10), hard / 2), hard
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings shared by the producer, the worker and beat."""
     settings.broker_folder.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bloodcount.db.models import Analysis, Cell, Slide
 from bloodcount.db.types import new_id, utcnow
+from bloodcount.queue import slide_time_limits
 from bloodcount.resources import Resources
 from bloodcount.services.batches import (
     BROWSER_IMAGE_TYPES,
@@ -122,13 +123,40 @@ def claim_slide(res: Resources, slide_id: str) -> Claim | None:
     )
 
 
-def process_slide(res: Resources, slide_id: str, analyzer: Any = None) -> str:
+def time_limit_reason(settings, killed: bool = False) -> str:
+    """Why a slide failed at its time limit (``BLOODCOUNT_TASK_TIME_LIMIT``).
+
+    ``killed``: the hard limit, where the worker process had to be killed (the soft limit
+    could not interrupt it, e.g. inside native code); otherwise the soft limit stopped it.
+    """
+    soft, hard = slide_time_limits(settings)
+    if killed:
+        what = (
+            f"the analysis took longer than its time limit of {hard:g} s "
+            "(BLOODCOUNT_TASK_TIME_LIMIT) and its worker process was killed"
+        )
+    else:
+        what = (
+            f"the analysis was stopped after {soft:g} s, near its time limit of {hard:g} s "
+            "(BLOODCOUNT_TASK_TIME_LIMIT)"
+        )
+    return what + "; retry the batch if the workers were overloaded"
+
+
+def process_slide(
+    res: Resources,
+    slide_id: str,
+    analyzer: Any = None,
+    time_limit_errors: tuple[type[BaseException], ...] = (),
+) -> str:
     """Analyse one queued slide and store its result; returns what happened.
 
     ``done``/``failed``: the result (or a permanent reason) was written. ``skipped``: the
     slide was not waiting (already finished, or unknown). ``superseded``: a later claim
     took the slide over while this one worked, so this result was discarded.
     Raises TransientError when storage or the database is unreachable: retry later.
+    ``time_limit_errors``: what the caller's time limit raises (Celery's soft limit); one
+    raised after the claim fails the slide, under that claim, with the time-limit reason.
     """
     try:
         claim = claim_slide(res, slide_id)
@@ -142,6 +170,15 @@ def process_slide(res: Resources, slide_id: str, analyzer: Any = None) -> str:
         if claim.last_error:
             reason += f"; last error: {claim.last_error}"
         return _finish_failed(res, slide_id, claim, reason)
+    try:
+        return _analyse_claimed(res, slide_id, claim, analyzer)
+    except time_limit_errors:
+        # Whatever was under way (a write in progress is rolled back) is abandoned; a
+        # result already committed is kept: the slide is no longer "processing" then.
+        return _finish_failed(res, slide_id, claim, time_limit_reason(res.settings))
+
+
+def _analyse_claimed(res: Resources, slide_id: str, claim: Claim, analyzer: Any) -> str:
     try:
         data = res.store.get(claim.object_key)
     except ObjectNotFound:
@@ -334,6 +371,30 @@ def mark_failed(res: Resources, slide_id: str, reason: str) -> bool:
         updated = session.execute(
             update(Slide)
             .where(Slide.id == slide_id, Slide.status.in_(ACTIVE))
+            .values(**_failed_values(reason))
+        )
+        if updated.rowcount:
+            _no_current(session, [slide_id])
+    return bool(updated.rowcount)
+
+
+def fail_timed_out(res: Resources, slide_id: str, reason: str, claimed_before: datetime) -> bool:
+    """Fail a slide whose worker process was killed at the hard time limit.
+
+    The worker's main process, which kills it, does not know the claim token; it knows
+    the killed run claimed the slide about a time limit ago. So the slide is failed only
+    while it is still processing under a claim made no later than ``claimed_before``: a
+    later claim (another delivery of the slide) is left to finish or fail by itself.
+    False if nothing was changed.
+    """
+    with res.sessions.begin() as session:
+        updated = session.execute(
+            update(Slide)
+            .where(
+                Slide.id == slide_id,
+                Slide.status == "processing",
+                Slide.started_at <= claimed_before,
+            )
             .values(**_failed_values(reason))
         )
         if updated.rowcount:
