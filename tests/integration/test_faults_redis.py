@@ -12,12 +12,9 @@ import pytest
 from tests.support.fixtures import redis_copy  # noqa: F401 - a fixture
 from tests.support.servers import wait_for
 from tests.support.stack import (
-    Stack,
-    create_schema,
     done_count,
-    drop_schema,
-    fault_env,
     fault_rounds,
+    fault_stack,
     smear_set,
 )
 
@@ -26,14 +23,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture
 def stack(postgres_url, redis_copy, tmp_path):  # noqa: F811 - fixtures
-    schema, url = create_schema(postgres_url)
-    stack = Stack(fault_env(tmp_path, url, redis_copy.url), tmp_path)
-    stack.start_api()
-    try:
+    with fault_stack(postgres_url, redis_copy.url, tmp_path) as stack:
         yield stack
-    finally:
-        stack.close()
-        drop_schema(postgres_url, schema)
 
 
 def test_redis_restart_mid_batch_every_slide_ends_counted_once(stack, redis_copy):  # noqa: F811 - fixtures

@@ -17,12 +17,9 @@ from bloodcount.storage import S3Store
 from tests.support.fixtures import redis_copy, s3_server  # noqa: F401 - fixtures
 from tests.support.servers import wait_for
 from tests.support.stack import (
-    Stack,
-    create_schema,
     done_count,
-    drop_schema,
-    fault_env,
     fault_rounds,
+    fault_stack,
     integrity_report,
     smear_set,
 )
@@ -33,23 +30,14 @@ DOWN_SECONDS = 8
 
 @pytest.fixture
 def stack(postgres_url, redis_copy, s3_server, tmp_path):  # noqa: F811 - fixtures
-    schema, url = create_schema(postgres_url)
     bucket = f"bc-{uuid.uuid4().hex[:8]}"
     S3Store(bucket, endpoint_url=s3_server.endpoint).ensure_bucket()
-    env = fault_env(
-        tmp_path,
-        url,
-        redis_copy.url,
-        BLOODCOUNT_STORAGE_URL=f"s3://{bucket}/slides",
-        BLOODCOUNT_S3_ENDPOINT_URL=s3_server.endpoint,
-    )
-    stack = Stack(env, tmp_path)
-    stack.start_api()
-    try:
+    store = {
+        "BLOODCOUNT_STORAGE_URL": f"s3://{bucket}/slides",
+        "BLOODCOUNT_S3_ENDPOINT_URL": s3_server.endpoint,
+    }
+    with fault_stack(postgres_url, redis_copy.url, tmp_path, **store) as stack:
         yield stack
-    finally:
-        stack.close()
-        drop_schema(postgres_url, schema)
 
 
 def test_s3_unreachable_mid_batch_then_back(stack, s3_server):  # noqa: F811 - fixtures

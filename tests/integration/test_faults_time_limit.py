@@ -16,7 +16,7 @@ from bloodcount.db.models import Analysis, Slide
 from bloodcount.services.processing import time_limit_reason
 from tests.servicekit import smear_bytes
 from tests.support.fixtures import redis_copy  # noqa: F401 - a fixture
-from tests.support.stack import Stack, create_schema, drop_schema, fault_env, smear_set
+from tests.support.stack import fault_stack, smear_set
 from tests.support.worker_main import HANG_ENV
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -26,7 +26,6 @@ LIMIT = 5  # seconds: the soft limit comes at 2.5 s; a stand-in slide takes a fe
 
 @pytest.fixture
 def stack(postgres_url, redis_copy, tmp_path):  # noqa: F811 - fixtures
-    schema, url = create_schema(postgres_url)
     extra = {
         "BLOODCOUNT_TASK_TIME_LIMIT": str(LIMIT),
         # No re-send by the reconciler while the test runs: the time limit alone must end
@@ -34,13 +33,8 @@ def stack(postgres_url, redis_copy, tmp_path):  # noqa: F811 - fixtures
         "BLOODCOUNT_STUCK_AFTER_SECONDS": "300",
         HANG_ENV: "600",  # far longer than any wait below
     }
-    stack = Stack(fault_env(tmp_path, url, redis_copy.url, **extra), tmp_path)
-    stack.start_api()
-    try:
+    with fault_stack(postgres_url, redis_copy.url, tmp_path, **extra) as stack:
         yield stack
-    finally:
-        stack.close()
-        drop_schema(postgres_url, schema)
 
 
 def _slides(stack, batch_id) -> dict[str, Slide]:

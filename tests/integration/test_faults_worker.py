@@ -18,11 +18,8 @@ from sqlalchemy import select
 from bloodcount.db.models import Slide
 from tests.support.fixtures import redis_copy  # noqa: F401 - a fixture
 from tests.support.stack import (
-    Stack,
-    create_schema,
-    drop_schema,
-    fault_env,
     fault_rounds,
+    fault_stack,
     smear_set,
 )
 
@@ -31,15 +28,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture
 def stack(postgres_url, redis_copy, tmp_path):  # noqa: F811 - fixtures
-    schema, url = create_schema(postgres_url)
-    env = fault_env(tmp_path, url, redis_copy.url)
-    stack = Stack(env, tmp_path)
-    stack.start_api()
-    try:
+    with fault_stack(postgres_url, redis_copy.url, tmp_path) as stack:
         yield stack
-    finally:
-        stack.close()
-        drop_schema(postgres_url, schema)
 
 
 def _claims(stack, batch_ids) -> dict[str, tuple[str, str | None]]:

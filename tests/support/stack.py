@@ -313,5 +313,21 @@ def fault_env(tmp_path: Path, database_url: str, broker_url: str, **extra: str) 
     return env
 
 
+@contextlib.contextmanager
+def fault_stack(
+    postgres_url: str, broker_url: str, tmp_path: Path, **extra: str
+) -> Iterator[Stack]:
+    """A fault test's stack with its API started, on a fresh PostgreSQL schema dropped after
+    (``extra``: more BLOODCOUNT_* settings, as for :func:`fault_env`)."""
+    schema, url = create_schema(postgres_url)
+    stack = Stack(fault_env(tmp_path, url, broker_url, **extra), tmp_path)
+    try:
+        stack.start_api()
+        yield stack
+    finally:
+        stack.close()
+        drop_schema(postgres_url, schema)
+
+
 def done_count(stack: Stack, batch_ids: Iterable[str]) -> int:
     return sum(s == "done" for s in stack.slide_statuses(batch_ids).values())
