@@ -79,7 +79,10 @@ async function errorFrom(response) {
   } catch {
     // Not JSON (a proxy's error page, say): keep the status line.
   }
-  return new ApiError(response.status, { title: response.statusText, ...problem });
+  const error = new ApiError(response.status, { title: response.statusText, ...problem });
+  // A 429 or 503 says when to come back; a poll waits that long rather than its own guess.
+  error.retryAfterMs = retryAfterMs(response);
+  return error;
 }
 
 function keyRejected() {

@@ -10,6 +10,10 @@ import { startPage } from "./layout.js";
 
 const FINISHED = new Set(["done", "done_with_errors", "failed"]);
 const POLL_MS = 2000;
+// The table and the chart show this many slides at a time: a batch may hold a thousand.
+const SLIDES_PER_PAGE = 50;
+// The API's largest page: fewer requests to fetch a large batch's slides.
+const FETCH_PER_PAGE = 200;
 
 const batchId = document.body.dataset.batchId;
 const statusNode = document.getElementById("batch-status");
@@ -22,12 +26,44 @@ const chartNode = document.getElementById("counts-chart");
 const failedBox = document.getElementById("failed");
 const failedList = document.getElementById("failed-list");
 const retryButton = document.getElementById("retry");
+const slidesPager = document.getElementById("slides-pager");
+const slidesPrev = document.getElementById("slides-prev");
+const slidesNext = document.getElementById("slides-next");
+const slidesPageInfo = document.getElementById("slides-page-info");
 
 let etag = null;
 let shownState = null;
 let timer = null;
 let slideTotal = 0;
 let deleted = false; // after a delete, a poll still in flight must not report the 404
+let allSlides = [];
+let slidePage = 1;
+let trouble = null; // the message saying the server cannot be reached, while it is so
+
+/** Say the server is not answering; the message goes once it answers again. */
+function showTrouble(text) {
+  trouble = showMessage(text, "error");
+}
+
+function troubleOver() {
+  if (trouble?.isConnected) trouble.remove();
+  trouble = null;
+}
+
+/**
+ * Re-render the rows of ``containers`` without losing the keyboard focus: a poll
+ * re-renders them every few seconds while the batch runs, and the link someone has
+ * tabbed to must stay focused, not fall back to the top of the page.
+ */
+function keepingFocus(containers, render) {
+  const active = document.activeElement;
+  const holder = containers.find((node) => node.contains(active));
+  const href = holder && active.getAttribute("href");
+  render();
+  if (!href) return;
+  const again = [...holder.querySelectorAll("a[href]")].find((a) => a.getAttribute("href") === href);
+  (again || document.getElementById("main")).focus({ preventScroll: true });
+}
 
 function renderBatch(batch) {
   document.getElementById("batch-reference").textContent = batch.reference || batch.id.slice(0, 8);
@@ -55,8 +91,19 @@ function renderBatch(batch) {
 }
 
 function renderSlides(slides) {
+  allSlides = slides;
+  const pages = Math.max(1, Math.ceil(slides.length / SLIDES_PER_PAGE));
+  slidePage = Math.min(slidePage, pages);
+  keepingFocus([slidesBody, failedList], renderSlidePage);
+}
+
+function renderSlidePage() {
+  const slides = allSlides;
+  const pages = Math.max(1, Math.ceil(slides.length / SLIDES_PER_PAGE));
+  const first = (slidePage - 1) * SLIDES_PER_PAGE;
+  const shown = slides.slice(first, first + SLIDES_PER_PAGE);
   clear(slidesBody);
-  for (const slide of slides) {
+  for (const slide of shown) {
     const counts = slide.counts || {};
     slidesBody.append(el("tr", {},
       el("td", {}, el("a", { href: urls.slide(slide.id) }, slideName(slide))),
@@ -66,8 +113,16 @@ function renderSlides(slides) {
     ));
   }
   if (!slides.length) slidesBody.append(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No slides.")));
+  slidesPager.hidden = pages <= 1;
+  slidesPageInfo.textContent = `Slides ${first + 1}–${first + shown.length} of ${slides.length}`;
+  for (const [button, disabled, other] of [[slidesPrev, slidePage <= 1, slidesNext], [slidesNext, slidePage >= pages, slidesPrev]]) {
+    // A button that goes disabled under the keyboard focus hands it to its neighbour.
+    if (disabled && document.activeElement === button) other.focus();
+    button.disabled = disabled;
+  }
 
-  const finished = slides.filter((s) => s.status === "done");
+  // The chart draws the slides of the table's page, one row each.
+  const finished = shown.filter((s) => s.status === "done");
   clear(chartNode);
   if (finished.length) chartNode.append(countsChart(finished, classNames, classColours));
   else chartNode.append(el("p", { class: "muted" }, "The chart appears as slides finish."));
@@ -80,11 +135,19 @@ function renderSlides(slides) {
   failedBox.hidden = failed.length === 0;
 }
 
+function showSlidePage(number) {
+  slidePage = number;
+  renderSlidePage();
+}
+
+/** Fetch and show the slides; false (and a message) when they could not be fetched. */
 async function loadSlides() {
   try {
-    renderSlides(await apiAllItems(`/batches/${encodeURIComponent(batchId)}/slides`));
+    renderSlides(await apiAllItems(`/batches/${encodeURIComponent(batchId)}/slides`, FETCH_PER_PAGE));
+    return true;
   } catch (err) {
-    showMessage(`Could not load the slides: ${err.message}`, "error");
+    showTrouble(`Could not load the slides (${err.message}); trying again.`);
+    return false;
   }
 }
 
@@ -106,18 +169,30 @@ async function poll() {
       renderBatch(batch);
       const state = { status: batch.status, ...batch.progress };
       // Slides change only when the progress does; do not refetch them on every poll.
-      if (JSON.stringify(state) !== JSON.stringify(shownState)) await loadSlides();
-      shownState = state;
-      finished = FINISHED.has(batch.status);
+      const changed = JSON.stringify(state) !== JSON.stringify(shownState);
+      if (!changed || await loadSlides()) {
+        troubleOver();
+        shownState = state;
+        finished = FINISHED.has(batch.status);
+      } else {
+        // The slides did not come: ask again in full (not a 304) until they do, even
+        // for a finished batch, or the table would stay empty or out of date.
+        etag = null;
+        delay = 5000;
+      }
     }
+    if (response.status === 304) troubleOver();
   } catch (err) {
     if (deleted) return;
     if (err.status === 404) {
       showMessage("This batch does not exist, or it belongs to another lab.", "error");
       return;
     }
-    showMessage(`Lost contact with the server (${err.message}); trying again.`, "error");
-    delay = (err.status === 429 || err.status === 503) ? 10000 : 5000;
+    const busy = err.status === 429 || err.status === 503;
+    showTrouble(busy
+      ? `The server is busy (${err.message}); trying again shortly.`
+      : `Lost contact with the server (${err.message}); trying again.`);
+    delay = err.retryAfterMs ?? (busy ? 10000 : 5000);
   }
   // A hidden tab polls gently; it catches up as soon as it is shown again.
   if (!finished) timer = setTimeout(poll, document.hidden ? Math.max(delay, 15000) : delay);
@@ -187,6 +262,8 @@ async function download(format) {
 
 if (startPage()) {
   retryButton.addEventListener("click", retry);
+  slidesPrev.addEventListener("click", () => showSlidePage(Math.max(1, slidePage - 1)));
+  slidesNext.addEventListener("click", () => showSlidePage(slidePage + 1));
   document.getElementById("delete-batch").addEventListener("click", deleteBatch);
   document.getElementById("download-csv").addEventListener("click", () => download("csv"));
   document.getElementById("download-json").addEventListener("click", () => download("json"));

@@ -14,6 +14,7 @@ const info = document.getElementById("page-info");
 
 let page = 1;
 let timer = null;
+let trouble = null; // the message saying the list could not be loaded, while it is so
 
 function progressText(progress = {}) {
   const { total = 0, done = 0, failed = 0 } = progress;
@@ -39,9 +40,14 @@ async function load() {
   try {
     data = await apiJson(`/batches?page=${page}&per_page=${PER_PAGE}${status}`);
   } catch (err) {
-    showMessage(`Could not load the batches: ${err.message}`, "error");
+    // Keep trying (a restart, a moment over the rate limit): the list must not stop
+    // following running batches for good, nor need a reload to come back.
+    trouble = showMessage(`Could not load the batches (${err.message}); trying again.`, "error");
+    timer = setTimeout(load, err.retryAfterMs ?? 10000);
     return;
   }
+  if (trouble?.isConnected) trouble.remove();
+  trouble = null;
   const items = data.items || [];
   clear(body);
   if (!items.length) {
