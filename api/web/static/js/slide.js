@@ -183,10 +183,18 @@ async function load() {
   if (slide.error) showMessage(`This slide could not be analysed: ${slide.error}`, "error");
   renderWarnings(slide.warnings || []);
   renderSide(slide);
+  if (!slide.has_display) {
+    // A TIFF (which browsers cannot show) gets a JPEG of itself when it is analysed: not a
+    // fault while it waits, only when its analysis failed.
+    const failed = slide.status === "failed";
+    figure.replaceChildren(el("p", { class: failed ? "message error" : "muted" }, failed
+      ? "The image cannot be shown: browsers cannot show this file's format, and the slide was not analysed, which is when a copy the browser can show is made."
+      : "The image appears here once the slide is analysed: browsers cannot show this file's format, so a copy they can show is made then. Reload this page when the slide is done."));
+    return;
+  }
   try {
-    // The display image: the original, or for a TIFF (which browsers cannot show) a JPEG of
-    // the slide as analysed; either way in the pixel coordinates of the cells' boxes.
-    if (!slide.has_display) throw new Error("it is converted for the browser when the slide is analysed");
+    // The display image: the original, or for a TIFF a JPEG of the slide as analysed;
+    // either way in the pixel coordinates of the cells' boxes.
     const imageUrl = await apiObjectUrl(`/slides/${encodeURIComponent(slideId)}/display`);
     image = new Image();
     image.src = imageUrl;
