@@ -13,7 +13,7 @@ from api.context import enqueue, lab_id, resources, service
 from api.params import choice_param, date_range, page_request
 from api.responses import json_with_etag
 from bloodcount import services
-from bloodcount.db.models import BATCH_STATUSES
+from bloodcount.db.models import BATCH_STATUSES, SLIDE_STATUSES
 from bloodcount.services.uploads import check_characters
 
 bp = protected("batches")
@@ -177,7 +177,8 @@ def get_batches():
 
 @bp.get("/batches/<batch_id>/slides")
 def get_slides(batch_id: str):
-    page = services.list_slides(resources(), lab_id(), batch_id, page_request())
+    status = choice_param("status", SLIDE_STATUSES)
+    page = services.list_slides(resources(), lab_id(), batch_id, page_request(), status)
     for item in page.items:
         item["links"] = {"self": url_for("slides.get_slide", slide_id=item["id"])}
     return page_response(page, "batches.get_slides", batch_id=batch_id)

@@ -416,13 +416,18 @@ def list_batches(
         return fetch_page(session, query, page, _batch_item)
 
 
-def list_slides(res: Resources, lab_id: int, batch_id: str, page: PageRequest) -> Page:
-    """A batch's slides in upload order, with their status and counts."""
+def list_slides(
+    res: Resources, lab_id: int, batch_id: str, page: PageRequest, status: str | None = None
+) -> Page:
+    """A batch's slides in upload order, with their status and counts; ``status``: only
+    the slides in that status (a large batch's failed ones, say)."""
     query = (
         select(Slide)
         .where(Slide.batch_id == batch_id, Slide.lab_id == lab_id)
         .order_by(Slide.position, Slide.id)
     )
+    if status is not None:
+        query = query.where(Slide.status == status)
     with res.sessions() as session:
         owned_batch(session, lab_id, batch_id)
         return fetch_page(session, query, page, lambda row: slide_item(row[0]))

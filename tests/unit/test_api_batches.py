@@ -496,3 +496,18 @@ def test_a_tiff_has_no_display_image_until_counted_and_keeps_it_while_counted_ag
         assert env.get(f"{url}/display").data == first.data  # the last count's image
     finally:
         env.close()
+
+
+def test_a_batchs_slides_filtered_by_status(api_env):
+    """A lab pulls a large batch's failed slides without paging through the rest."""
+    body = api_env.submit({**SLIDES, "c.jpg": smear_bytes(3)}).get_json()
+    failed_id = body["slide_ids"][1]
+    with api_env.resources.sessions.begin() as session:
+        session.get(Slide, failed_id).status = "failed"
+    url = body["links"]["slides"]
+    failed = api_env.get(f"{url}?status=failed").get_json()
+    assert [s["id"] for s in failed["items"]] == [failed_id] and failed["total"] == 1
+    done = api_env.get(f"{url}?status=done&per_page=1").get_json()
+    assert done["total"] == 2 and done["next"] == f"{url}?status=done&per_page=1&page=2"
+    refused = api_env.get(f"{url}?status=finished")
+    assert refused.status_code == 422 and "status must be one of" in refused.get_json()["detail"]
