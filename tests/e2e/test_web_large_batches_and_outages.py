@@ -73,6 +73,7 @@ def test_a_large_batch_is_shown_a_page_at_a_time_and_keeps_the_keyboard_focus(
     pager, and a slide link someone has tabbed to stays focused while the page polls."""
     total, batch_id = 600, "large-batch"
     state = {"polls": 0}
+    slide_requests: list[str] = []
 
     def done() -> int:
         return min(total, state["polls"] * 50)
@@ -86,6 +87,7 @@ def test_a_large_batch_is_shown_a_page_at_a_time_and_keeps_the_keyboard_focus(
                 headers={"Retry-After": "1", "ETag": f'"{state["polls"]}"'},
             )
         if f"/batches/{batch_id}/slides" in url:
+            slide_requests.append(urlparse(url).query)
             return route.fulfill(json=_slides_page(url, total, done()))
         return route.continue_()
 
@@ -112,6 +114,11 @@ def test_a_large_batch_is_shown_a_page_at_a_time_and_keeps_the_keyboard_focus(
     ).click()
     info.filter(has_text="Slides 51–100 of 600").wait_for()
     assert page.locator("#slides-body tr td a").first.inner_text() == "slide_0050.jpg"
+    # Only the page on screen is fetched, once per change of progress and once for Next:
+    # a lab watching large batches stays far below its key's rate limit.
+    assert set(slide_requests[:-1]) == {"page=1&per_page=50"}, slide_requests
+    assert slide_requests[-1] == "page=2&per_page=50"
+    assert len(slide_requests) <= state["polls"] + 1
     assert problems == []
 
 

@@ -1,7 +1,7 @@
 // One batch: live progress by polling with If-None-Match (a 304 costs the server almost
 // nothing), the slides with their counts, a chart, failed slides with a retry, reports, and
 // deleting the batch.
-import { apiAllItems, apiDownload, apiFetch, retryAfterMs, urls } from "./api.js";
+import { apiAllItems, apiDownload, apiFetch, apiJson, retryAfterMs, urls } from "./api.js";
 import { countsChart } from "./charts.js";
 import {
   classColours, classNames, clear, el, formatCount, setStatus, showMessage, slideName, statusBadge,
@@ -10,9 +10,11 @@ import { startPage } from "./layout.js";
 
 const FINISHED = new Set(["done", "done_with_errors", "failed"]);
 const POLL_MS = 2000;
-// The table and the chart show this many slides at a time: a batch may hold a thousand.
+// The table and the chart show this many slides at a time: a batch may hold a thousand,
+// and only the page shown (plus the failed slides) is fetched when the progress changes,
+// so that a lab watching large batches stays far below its key's rate limit.
 const SLIDES_PER_PAGE = 50;
-// The API's largest page: fewer requests to fetch a large batch's slides.
+// The API's largest page: fewer requests to fetch a large batch's failed slides.
 const FETCH_PER_PAGE = 200;
 
 const batchId = document.body.dataset.batchId;
@@ -36,8 +38,8 @@ let shownState = null;
 let timer = null;
 let slideTotal = 0;
 let deleted = false; // after a delete, a poll still in flight must not report the 404
-let allSlides = [];
 let slidePage = 1;
+let failedTotal = 0; // failed slides of the batch, from its progress
 let trouble = null; // the message saying the server cannot be reached, while it is so
 
 /** Say the server is not answering; the message goes once it answers again. */
@@ -90,18 +92,15 @@ function renderBatch(batch) {
   }
 }
 
-function renderSlides(slides) {
-  allSlides = slides;
-  const pages = Math.max(1, Math.ceil(slides.length / SLIDES_PER_PAGE));
-  slidePage = Math.min(slidePage, pages);
-  keepingFocus([slidesBody, failedList], renderSlidePage);
+function renderSlides(pageData, failed) {
+  keepingFocus([slidesBody, failedList], () => renderSlidePage(pageData, failed));
 }
 
-function renderSlidePage() {
-  const slides = allSlides;
-  const pages = Math.max(1, Math.ceil(slides.length / SLIDES_PER_PAGE));
+function renderSlidePage(pageData, failed) {
+  const shown = pageData.items || [];
+  const total = pageData.total ?? shown.length;
+  const pages = Math.max(1, Math.ceil(total / SLIDES_PER_PAGE));
   const first = (slidePage - 1) * SLIDES_PER_PAGE;
-  const shown = slides.slice(first, first + SLIDES_PER_PAGE);
   clear(slidesBody);
   for (const slide of shown) {
     const counts = slide.counts || {};
@@ -112,9 +111,9 @@ function renderSlidePage() {
       el("td", {}, slide.error || (slide.warnings || []).map((w) => w.message).join("; ")),
     ));
   }
-  if (!slides.length) slidesBody.append(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No slides.")));
+  if (!shown.length) slidesBody.append(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No slides.")));
   slidesPager.hidden = pages <= 1;
-  slidesPageInfo.textContent = `Slides ${first + 1}–${first + shown.length} of ${slides.length}`;
+  slidesPageInfo.textContent = `Slides ${first + 1}–${first + shown.length} of ${total}`;
   for (const [button, disabled, other] of [[slidesPrev, slidePage <= 1, slidesNext], [slidesNext, slidePage >= pages, slidesPrev]]) {
     // A button that goes disabled under the keyboard focus hands it to its neighbour.
     if (disabled && document.activeElement === button) other.focus();
@@ -127,7 +126,6 @@ function renderSlidePage() {
   if (finished.length) chartNode.append(countsChart(finished, classNames, classColours));
   else chartNode.append(el("p", { class: "muted" }, "The chart appears as slides finish."));
 
-  const failed = slides.filter((s) => s.status === "failed");
   clear(failedList);
   for (const slide of failed) {
     failedList.append(el("li", {}, el("a", { href: urls.slide(slide.id) }, slideName(slide)), `: ${slide.error || "no reason recorded"}`));
@@ -135,15 +133,24 @@ function renderSlidePage() {
   failedBox.hidden = failed.length === 0;
 }
 
-function showSlidePage(number) {
+async function showSlidePage(number) {
   slidePage = number;
-  renderSlidePage();
+  await loadSlides();
 }
 
-/** Fetch and show the slides; false (and a message) when they could not be fetched. */
+/** Fetch and show the table's page and the failed slides; false (and a message) when
+ * they could not be fetched. */
 async function loadSlides() {
+  const base = `/batches/${encodeURIComponent(batchId)}/slides`;
   try {
-    renderSlides(await apiAllItems(`/batches/${encodeURIComponent(batchId)}/slides`, FETCH_PER_PAGE));
+    let pageData = await apiJson(`${base}?page=${slidePage}&per_page=${SLIDES_PER_PAGE}`);
+    const pages = Math.max(1, Math.ceil((pageData.total || 0) / SLIDES_PER_PAGE));
+    if (slidePage > pages) { // past the end (retried slides move nothing, but be safe)
+      slidePage = pages;
+      pageData = await apiJson(`${base}?page=${slidePage}&per_page=${SLIDES_PER_PAGE}`);
+    }
+    const failed = failedTotal ? await apiAllItems(`${base}?status=failed`, FETCH_PER_PAGE) : [];
+    renderSlides(pageData, failed);
     return true;
   } catch (err) {
     showTrouble(`Could not load the slides (${err.message}); trying again.`);
@@ -167,6 +174,7 @@ async function poll() {
       etag = response.headers.get("ETag");
       const batch = await response.json();
       renderBatch(batch);
+      failedTotal = batch.progress?.failed || 0;
       const state = { status: batch.status, ...batch.progress };
       // Slides change only when the progress does; do not refetch them on every poll.
       const changed = JSON.stringify(state) !== JSON.stringify(shownState);
