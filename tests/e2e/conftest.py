@@ -10,6 +10,7 @@ BLOODCOUNT_REQUIRE_SERVICES=1.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -205,6 +206,19 @@ def browser_context(chromium, tmp_path):
             yield context
         finally:
             context.close()
+
+
+def sign_in(browser_context, base_url: str, key: str, problems: list[str] | None = None):
+    """A new page signed in with ``key``, on the batches list; script errors go to
+    ``problems`` when it is given."""
+    page = browser_context.new_page()
+    if problems is not None:
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.goto(base_url + "/signin")
+    page.get_by_label("Lab API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/batches$"))
+    return page
 
 
 @pytest.fixture()

@@ -3,28 +3,19 @@ browser: keyboard focus that shows, and cell classes told apart by more than col
 
 from __future__ import annotations
 
-import re
-
 import pytest
+
+from tests.e2e.conftest import sign_in
 
 pytestmark = [pytest.mark.slow]
 
 CLASSES = ("RBC", "WBC", "Platelets")
 
 
-def _signed_in_page(web_service, browser_context):
-    page = browser_context.new_page()
-    page.goto(web_service.base_url + "/signin")
-    page.get_by_label("Lab API key").fill(web_service.api_key)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r"/batches$"))
-    return page
-
-
 def test_the_file_chooser_shows_where_the_keyboard_focus_is(web_service, browser_context):
     """The file input is visually hidden behind its "Choose files…" label: tabbing to it
     must draw the focus ring on the label, or the focus vanishes from the screen."""
-    page = _signed_in_page(web_service, browser_context)
+    page = sign_in(browser_context, web_service.base_url, web_service.api_key)
     page.goto(web_service.base_url + "/submit")
     page.get_by_label("Client reference").focus()
     page.keyboard.press("Tab")
@@ -77,7 +68,7 @@ def test_cell_classes_differ_by_line_as_well_as_colour(web_service, browser_cont
             return route.fulfill(body=png, content_type="image/png")
         return route.fulfill(json=slide)
 
-    page = _signed_in_page(web_service, browser_context)
+    page = sign_in(browser_context, web_service.base_url, web_service.api_key)
     page.route(f"**/api/v1/slides/{slide_id}**", answer)
     page.goto(f"{web_service.base_url}/slides/{slide_id}")
     page.locator("#figure svg image").wait_for()

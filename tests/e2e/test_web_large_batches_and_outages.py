@@ -13,19 +13,11 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from tests.e2e.conftest import sign_in
+
 pytestmark = [pytest.mark.slow]
 
 CLASSES = ("RBC", "WBC", "Platelets")
-
-
-def _signed_in_page(web_service, browser_context, problems: list[str]):
-    page = browser_context.new_page()
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.goto(web_service.base_url + "/signin")
-    page.get_by_label("Lab API key").fill(web_service.api_key)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r"/batches$"))
-    return page
 
 
 def _batch(batch_id: str, total: int, done: int, status: str | None = None) -> dict:
@@ -92,7 +84,7 @@ def test_a_large_batch_is_shown_a_page_at_a_time_and_keeps_the_keyboard_focus(
         return route.continue_()
 
     problems: list[str] = []
-    page = _signed_in_page(web_service, browser_context, problems)
+    page = sign_in(browser_context, web_service.base_url, web_service.api_key, problems)
     page.route("**/api/v1/batches/**", answer)
     page.goto(f"{web_service.base_url}/batches/{batch_id}")
     info = page.locator("#slides-page-info")
@@ -153,7 +145,7 @@ def test_the_batch_page_recovers_from_a_503_and_says_so(web_service, browser_con
         return route.continue_()
 
     problems: list[str] = []
-    page = _signed_in_page(web_service, browser_context, problems)
+    page = sign_in(browser_context, web_service.base_url, web_service.api_key, problems)
     page.route("**/api/v1/batches/**", answer)
     page.goto(f"{web_service.base_url}/batches/{batch_id}")
     messages = page.locator("#messages")
@@ -195,7 +187,7 @@ def test_the_batches_list_keeps_trying_after_a_503(web_service, browser_context)
         return route.continue_()
 
     problems: list[str] = []
-    page = _signed_in_page(web_service, browser_context, problems)
+    page = sign_in(browser_context, web_service.base_url, web_service.api_key, problems)
     page.route(re.compile(r".*/api/v1/batches\?.*"), answer)
     page.reload()
     page.locator("#messages").filter(has_text="restarting").wait_for()

@@ -9,6 +9,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests.e2e.conftest import sign_in
+
 pytestmark = [pytest.mark.slow]
 
 LONG_FILE = "A" * 180 + ".jpg"
@@ -51,11 +53,7 @@ def test_long_names_wrap_inside_the_window(web_service, browser_context):
             return route.fulfill(json=batch)
         return route.fulfill(json=listing)
 
-    page = browser_context.new_page()
-    page.goto(web_service.base_url + "/signin")
-    page.get_by_label("Lab API key").fill(web_service.api_key)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r"/batches$"))
+    page = sign_in(browser_context, web_service.base_url, web_service.api_key)
     page.route(re.compile(r".*/api/v1/batches.*"), answer)
 
     def overflow() -> int:

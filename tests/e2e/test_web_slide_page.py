@@ -3,9 +3,9 @@ analysis), in a real browser; the API's answer is stubbed, the page and its scri
 
 from __future__ import annotations
 
-import re
-
 import pytest
+
+from tests.e2e.conftest import sign_in
 
 pytestmark = [pytest.mark.slow]
 
@@ -16,11 +16,7 @@ def test_a_tiff_slide_not_yet_analysed_says_when_its_image_comes(
 ):
     """A TIFF gets a browser copy when it is analysed: while it waits the page says so
     calmly; only a failed one is an error."""
-    page = browser_context.new_page()
-    page.goto(web_service.base_url + "/signin")
-    page.get_by_label("Lab API key").fill(web_service.api_key)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r"/batches$"))
+    page = sign_in(browser_context, web_service.base_url, web_service.api_key)
     slide = {
         "id": "slide-1",
         "batch_id": "batch-1",
