@@ -13,8 +13,6 @@ from bloodcount.config import Settings
 from bloodcount.db.models import BATCH_STATUSES
 
 API_PREFIX = "/api/v1"
-# (stroke-dasharray of a class's boxes, border-style of its legend swatch), by class order.
-CLASS_LINES = (("none", "solid"), ("9 4", "dashed"), ("2 3", "dotted"))
 
 bp.after_request(add_security_headers)
 
@@ -96,13 +94,15 @@ def class_colours_css():
     """CSS custom properties from CLASS_COLOURS, so pages and overlays share one palette."""
     class_colours, review_colour = _colours()
     rules = []
-    for index, (name, colour) in enumerate(class_colours.items()):
-        # Colour is not the only sign of a class: each also has its own line (solid,
-        # dashed, dotted) on the slide's boxes and on the legend's swatches, which a
-        # reader who cannot tell red from green still tells apart.
-        dash, border = CLASS_LINES[index % len(CLASS_LINES)]
+    from bloodcount.vision import CLASS_LINES
+
+    for name, colour in class_colours.items():
+        # Each class's own line (bloodcount.vision.CLASS_LINES) on the slide's boxes and the
+        # legend's swatches; the boxes' stroke is 2 px wide, so the dash doubles.
+        border, dash = CLASS_LINES[name]
+        dasharray = " ".join(f"{2 * v:g}" for v in dash) if dash else "none"
         rules.append(f".class-{name} {{ --class-colour: {colour}; }}")
-        rules.append(f".class-{name} {{ --class-dash: {dash}; --class-line: {border}; }}")
+        rules.append(f".class-{name} {{ --class-dash: {dasharray}; --class-line: {border}; }}")
         # The slide page hides a class by putting hide-<class> on the figure.
         rules.append(f".hide-{name} .cell.class-{name} {{ display: none; }}")
     rules.append(f":root {{ --review-colour: {review_colour}; }}")

@@ -8,7 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bloodcount.vision import CLASS_COLOURS, REVIEW_COLOUR
+from bloodcount.vision import CLASS_COLOURS, CLASS_LINES, REVIEW_COLOUR
 
 OVERLAY_QUALITY = 92
 
@@ -35,13 +35,32 @@ def draw_overlay(image: np.ndarray, cells: Iterable[Any]) -> bytes:
     thickness = max(1, round(min(image.shape[:2]) / 320))
     for cell in cells:
         x0, y0, x1, y1 = (int(round(v)) for v in _field(cell, "box"))
-        r, g, b = hex_to_rgb(CLASS_COLOURS[_field(cell, "label")])
-        cv2.rectangle(canvas, (x0, y0), (x1, y1), (b, g, r), thickness)
+        label = _field(cell, "label")
+        r, g, b = hex_to_rgb(CLASS_COLOURS[label])
+        _box(canvas, (x0, y0), (x1, y1), (b, g, r), thickness, CLASS_LINES[label][1])
         if _field(cell, "review"):
             r, g, b = hex_to_rgb(REVIEW_COLOUR)
             pad = thickness + 1
             cv2.rectangle(canvas, (x0 + pad, y0 + pad), (x1 - pad, y1 - pad), (b, g, r), 1)
     return _jpeg(canvas)
+
+
+def _box(canvas, top_left, bottom_right, colour, thickness: int, dash) -> None:
+    """A rectangle, solid, or dashed as ``dash`` = (on, off) in line widths says: the
+    class's line of CLASS_LINES, so classes differ by more than colour."""
+    if dash is None:
+        cv2.rectangle(canvas, top_left, bottom_right, colour, thickness)
+        return
+    on, off = (max(1, round(v * thickness)) for v in dash)
+    (x0, y0), (x1, y1) = top_left, bottom_right
+    corners = ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))
+    for (ax, ay), (bx, by) in zip(corners, corners[1:], strict=False):
+        length = max(abs(bx - ax), abs(by - ay))
+        for start in range(0, length + 1, on + off):
+            end = min(start + on - 1, length)
+            p = (ax + (bx - ax) * start // max(length, 1), ay + (by - ay) * start // max(length, 1))
+            q = (ax + (bx - ax) * end // max(length, 1), ay + (by - ay) * end // max(length, 1))
+            cv2.line(canvas, p, q, colour, thickness)
 
 
 def encode_display(image: np.ndarray) -> bytes:

@@ -82,6 +82,19 @@ def test_overlay_uses_the_class_colours():
     assert np.abs(drawn[10, 30].astype(int) - (b, g, r)).max() <= 12
 
 
+def test_overlay_classes_differ_by_line_as_well_as_colour():
+    """Red cells solid, white cells dashed, platelets dotted: told apart without colour."""
+    image = np.full((120, 360, 3), 255, np.uint8)
+    cells = [
+        {"label": label, "box": [10 + 120 * i, 10, 110 + 120 * i, 110], "review": False}
+        for i, label in enumerate(("RBC", "WBC", "Platelets"))
+    ]
+    drawn = cv2.imdecode(np.frombuffer(draw_overlay(image, cells), np.uint8), cv2.IMREAD_GRAYSCALE)
+    # Along each box's top edge (inside its corners): how much of it is glass (white).
+    gaps = [float((drawn[10, 20 + 120 * i : 100 + 120 * i] > 200).mean()) for i in range(3)]
+    assert gaps[0] == 0 and 0.15 < gaps[1] < 0.45 and gaps[2] > gaps[1], gaps
+
+
 def test_default_analyzer_runs_the_shipped_detector():
     from bloodcount.vision.dense_detector import DenseDetector
 
