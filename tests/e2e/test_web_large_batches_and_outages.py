@@ -20,6 +20,14 @@ pytestmark = [pytest.mark.slow]
 CLASSES = ("RBC", "WBC", "Platelets")
 
 
+def _batch_page(web_service, browser_context, batch_id: str, answer, problems: list[str]):
+    """A signed-in page on the batch's page, its API calls for batches answered by ``answer``."""
+    page = sign_in(browser_context, web_service.base_url, web_service.api_key, problems)
+    page.route("**/api/v1/batches/**", answer)
+    page.goto(f"{web_service.base_url}/batches/{batch_id}")
+    return page
+
+
 def _batch(batch_id: str, total: int, done: int, status: str | None = None) -> dict:
     status = status or ("done" if done >= total else "processing")
     counts = {"RBC": done, "WBC": 0, "Platelets": 0}
@@ -84,9 +92,7 @@ def test_a_large_batch_is_shown_a_page_at_a_time_and_keeps_the_keyboard_focus(
         return route.continue_()
 
     problems: list[str] = []
-    page = sign_in(browser_context, web_service.base_url, web_service.api_key, problems)
-    page.route("**/api/v1/batches/**", answer)
-    page.goto(f"{web_service.base_url}/batches/{batch_id}")
+    page = _batch_page(web_service, browser_context, batch_id, answer, problems)
     info = page.locator("#slides-page-info")
     info.filter(has_text="Slides 1–50 of 600").wait_for()
     assert page.locator("#slides-body tr").count() == 50
@@ -145,9 +151,7 @@ def test_the_batch_page_recovers_from_a_503_and_says_so(web_service, browser_con
         return route.continue_()
 
     problems: list[str] = []
-    page = sign_in(browser_context, web_service.base_url, web_service.api_key, problems)
-    page.route("**/api/v1/batches/**", answer)
-    page.goto(f"{web_service.base_url}/batches/{batch_id}")
+    page = _batch_page(web_service, browser_context, batch_id, answer, problems)
     messages = page.locator("#messages")
     messages.filter(has_text="the database is down").wait_for()
     # The slide shows as counted once the slides' list answers again.
