@@ -235,11 +235,24 @@ class Analyzer:
         return result
 
     def analyze_path(self, path: str | Path, overlay: bool = False) -> SlideResult:
-        """Read a file and analyse it; a file that cannot be read is a per-slide error."""
+        """Read a file and analyse it; a file that cannot be read is a per-slide error.
+
+        A file over the API's upload limit is refused after reading one byte more than the
+        limit, not the whole of it: a multi-gigabyte scan in a folder would otherwise cost
+        its size in memory before the header check could refuse its pixel count.
+        """
+        limit = self.settings.max_upload_bytes
         try:
-            data = Path(path).read_bytes()
+            with open(path, "rb") as stream:
+                data = stream.read(limit + 1)
         except OSError as exc:
             return SlideResult(
                 file=str(path), status="error", error=f"cannot read file: {exc.strerror or exc}"
+            )
+        if len(data) > limit:
+            return SlideResult(
+                file=str(path),
+                status="error",
+                error=f"file is over the limit of {limit:,} bytes (BLOODCOUNT_MAX_UPLOAD_BYTES)",
             )
         return self.analyze_bytes(data, str(path), overlay=overlay)

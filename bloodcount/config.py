@@ -140,7 +140,9 @@ class Settings:
         _analysis_method,
     )
     max_upload_bytes: int = _setting(
-        512 * 1024 * 1024, "Largest accepted request body, in bytes.", _positive_int
+        512 * 1024 * 1024,
+        "Largest accepted request body, and largest file `bloodcount analyze` reads, in bytes.",
+        _positive_int,
     )
     max_files_per_batch: int = _setting(1000, "Most slides in one batch.", _positive_int)
     max_image_pixels: int = _setting(

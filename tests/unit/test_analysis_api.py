@@ -110,3 +110,42 @@ def test_a_classifier_alone_selects_the_classical_pipeline_and_bad_methods_are_r
     assert Analyzer(load_settings({}), classifier=ColourClassifier()).method == "classical"
     with pytest.raises(ValueError, match="unknown analysis method"):
         Analyzer(load_settings({}), method="magic")
+
+
+def test_a_file_over_the_upload_limit_is_refused_without_reading_it_whole(tmp_path, monkeypatch):
+    image = _png(make_smear(3).image)
+    small = Analyzer(
+        load_settings({"BLOODCOUNT_MAX_UPLOAD_BYTES": str(len(image) - 1)}),
+        classifier=ColourClassifier(),
+    )
+    path = tmp_path / "scan.png"
+    path.write_bytes(image)
+    asked = []
+    real_open = open
+
+    class Watched:
+        # Records how many bytes analyze_path asks for: never the whole file.
+        def __init__(self, stream):
+            self.stream = stream
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.stream.close()
+
+        def read(self, size=-1):
+            asked.append(size)
+            return self.stream.read(size)
+
+    monkeypatch.setattr("builtins.open", lambda *a, **k: Watched(real_open(*a, **k)))
+    result = small.analyze_path(path)
+    monkeypatch.undo()
+    assert result.status == "error" and result.cells == []
+    assert f"{len(image) - 1:,} bytes (BLOODCOUNT_MAX_UPLOAD_BYTES)" in result.error
+    assert asked == [len(image)]
+    at_limit = Analyzer(
+        load_settings({"BLOODCOUNT_MAX_UPLOAD_BYTES": str(len(image))}),
+        classifier=ColourClassifier(),
+    )
+    assert at_limit.analyze_path(path).status == "ok"
