@@ -20,11 +20,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from bloodcount.image_files import IMAGE_SUFFIXES, image_files_under
+
 log = logging.getLogger(__name__)
 
 CELL_CLASSES = ("RBC", "WBC", "Platelets")
 BACKGROUND = "background"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 _WBC_KINDS = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
 # Spellings seen in public blood-cell datasets, lower-cased, mapped to our three names.
@@ -357,18 +358,6 @@ def txl_subsource(name: str, width: int, height: int) -> str:
     return "txl-pbc"
 
 
-def _images_under(folder: Path) -> list[Path]:
-    """Image files in ``folder`` and its sub-folders (Ultralytics: images/train, images/val),
-    without hidden ones (macOS ``._name.jpg``)."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and p.is_file()
-    )
-
-
 def _yolo_labels_path(image: Path, images_dir: Path, labels_dir: Path) -> Path:
     """The label file of ``image``: at the same place under ``labels_dir`` as the image under
     ``images_dir``; else where YOLO itself looks (the last ``images`` folder of the image's
@@ -395,7 +384,7 @@ def read_yolo(
     report = report or ReadReport()
     classes = read_classes(classes_path)
     records = []
-    for image_path in _images_under(Path(images_dir)):
+    for image_path in image_files_under(Path(images_dir)):
         labels_path = _yolo_labels_path(image_path, Path(images_dir), Path(labels_dir))
         if not labels_path.is_file():
             report.problem("missing labels", str(labels_path), "no label file for image")

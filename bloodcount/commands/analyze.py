@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
+from bloodcount.image_files import image_files_under
+
 CSV_FIELDS = [
     "file",
     "status",
@@ -71,22 +72,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def find_images(paths: list[str]) -> list[str]:
     """Image files named directly or found (recursively, sorted) in the folders given.
 
-    In a folder, hidden files and folders are passed over: macOS leaves a ``._name.jpg``
-    beside every image copied from its disks, which is metadata, not a slide (uploaded zips
-    skip them too). So is anything but a regular file: opening a named pipe called
-    ``x.jpg`` would wait forever for a writer.
+    In a folder, only regular image files that are not hidden count
+    (:func:`bloodcount.image_files.image_files_under`).
     """
     found: list[str] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found += sorted(
-                str(p)
-                for p in path.rglob("*")
-                if p.suffix.lower() in IMAGE_SUFFIXES
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                and p.is_file()
-            )
+            found += [str(p) for p in image_files_under(path)]
         elif path.exists():
             found.append(raw)  # named explicitly: analyse it whatever its suffix
         else:
