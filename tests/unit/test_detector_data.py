@@ -121,6 +121,21 @@ def test_platelet_focus_draws_windows_that_hold_a_platelet():
     assert platelet_crops(0.0) < 60  # a 64 px window on a 200 px slide often misses it
 
 
+def test_degrade_blurs_or_compresses_crops_and_leaves_the_default_stream_alone():
+    slides = [_slide(), _slide()]
+    plain_x, plain_y = batch_at(slides, 6, 96, seed=3, index=2)
+    x0, y0 = batch_at(slides, 6, 96, seed=3, index=2, degrade=0.0)
+    np.testing.assert_array_equal(plain_x, x0)  # 0: the recipe's draws, unchanged
+    np.testing.assert_array_equal(plain_y, y0)
+    x, y = batch_at(slides, 6, 96, seed=3, index=2, degrade=1.0)
+    # The first crop takes the same window; only its pixels change, within what a blur or
+    # a JPEG round trip does to them.
+    np.testing.assert_array_equal(plain_y[0], y[0])
+    change = np.abs(plain_x[0].astype(np.int16) - x[0])
+    assert change.max() > 0 and change.mean() < 20
+    assert x.dtype == np.uint8 and x.shape == plain_x.shape
+
+
 def _partly_labelled() -> Slide:
     """The two-cell slide with its second cell grey, unlabelled, and in an ignore box."""
     slide = _slide()

@@ -50,11 +50,19 @@ BATCH_TIMEOUT = 300  # seconds; a batch of 64 crops takes about 0.2 s on one cor
 def _pool_batch(index: int):
     from training.detector.data import batch_at
 
-    *args, platelet_focus = _POOL_ARGS
-    return batch_at(*args, index, platelet_focus)
+    *args, platelet_focus, degrade = _POOL_ARGS
+    return batch_at(*args, index, platelet_focus, degrade)
 
 
-def batches(slides, batch: int, crop: int, seed: int, workers: int, platelet_focus: float = 0.0):
+def batches(
+    slides,
+    batch: int,
+    crop: int,
+    seed: int,
+    workers: int,
+    platelet_focus: float = 0.0,
+    degrade: float = 0.0,
+):
     """Endless (float32 images, packed targets): in this process, or from ``workers`` forks.
 
     The pool keeps a bounded number of batches in flight, so memory stays flat however far
@@ -70,13 +78,13 @@ def batches(slides, batch: int, crop: int, seed: int, workers: int, platelet_foc
         def serial():
             index = 0
             while True:
-                yield as_float(batch_at(slides, batch, crop, seed, index, platelet_focus))
+                yield as_float(batch_at(slides, batch, crop, seed, index, platelet_focus, degrade))
                 index += 1
 
         yield from _prefetch(serial())
         return
     global _POOL_ARGS
-    _POOL_ARGS = (slides, batch, crop, seed, platelet_focus)
+    _POOL_ARGS = (slides, batch, crop, seed, platelet_focus, degrade)
     # fork: the workers share the decoded slides without copying them. Fork before a Keras
     # backend starts its threads (training.detector.train does): forked after a TensorFlow run, workers were
     # seen to hang on a lock held at fork time, which the timeout below turns into an error.

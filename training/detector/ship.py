@@ -81,6 +81,8 @@ def _train_commands(train_log: dict, run: Path) -> list[str]:
         flags += f" --ema {train_log['ema']:g}"
     if train_log.get("platelet_focus"):
         flags += f" --platelet-focus {train_log['platelet_focus']:g}"
+    if train_log.get("degrade"):
+        flags += f" --degrade {train_log['degrade']:g}"
     if train_log.get("partial"):
         # The ignore file is made from a shipped detector; its card names the command.
         flags += f" --partial {train_log['partial']}"

@@ -58,6 +58,7 @@ def train(
     ema: float | None = None,
     platelet_focus: float = 0.0,
     partial: Path | None = None,
+    degrade: float = 0.0,
 ):
     """Train for ``steps`` steps (cosine learning rate, warm-up) and export; return the Keras model.
 
@@ -82,7 +83,7 @@ def train(
 
         slides += partial_slides(partial, data_dir)[:limit]
     print(f"{len(slides)} train slides at canonical scale in {time.time() - t0:.0f}s", flush=True)
-    stream = batches(slides, batch, crop, seed, workers, platelet_focus)
+    stream = batches(slides, batch, crop, seed, workers, platelet_focus, degrade)
     first = next(stream)  # starts the pool (forks) before Keras loads its backend
 
     import keras
@@ -166,6 +167,7 @@ def train(
                 "ema": ema,
                 "platelet_focus": platelet_focus,
                 "partial": None if partial is None else str(partial),
+                "degrade": degrade,
                 "device": _device(backend, workers),
                 "seconds": seconds,
                 "log": log,
@@ -214,6 +216,13 @@ def main(argv: list[str] | None = None) -> None:
         help="add the BCCD-only slides, white cells and platelets only "
         "(FILE from python -m training.detector.partial --out)",
     )
+    parser.add_argument(
+        "--degrade",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of crops blurred or JPEG-compressed (default 0)",
+    )
     args = parser.parse_args(argv)
     train(
         args.out,
@@ -230,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         ema=args.ema,
         platelet_focus=args.platelet_focus,
         partial=args.partial,
+        degrade=args.degrade,
     )
 
 
