@@ -1,8 +1,8 @@
 """Train the dense detector on the TRAIN side of the split (TXL-PBC labels only) and export it.
 
 Run (the recipe of the shipped detector: 24000 steps, about 106 min on 2 cores of the machine
-1.5.0 was trained on, about 8 h on a slower one measured later; 1.6.0 is seed 2 of it, trained
-under JAX on a GPU in about 6 min):
+1.5.0 was trained on, from 65 min to about 8 h on the VMs measured since: time 100 steps
+first; 1.6.0 is seed 2 of it, trained under JAX on a GPU in about 6 min):
 ``nice -n 10 .venv/bin/python -m training.detector.train --steps 24000 --out var/detector24k``
 then ``python -m training.detector.ship`` (the card lists the exact commands).
 Writes ``model.weights.h5``, ``model.tflite`` and ``train_log.json`` to ``--out`` (with
