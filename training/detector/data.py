@@ -182,7 +182,8 @@ def _degraded(view: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A focus blur (sigma 0.5-2 px) or a JPEG re-encoding (quality 30-90), half and half.
 
     Measured on the held-out slides (docs/robustness.md), these two changes cost the most
-    platelets, and the colour jitter never shows a network either.
+    platelets, and without this a network never sees either: the rest of the augmentation
+    changes colour, scale and orientation only.
     """
     if rng.random() < 0.5:
         return cv2.GaussianBlur(view, (0, 0), float(rng.uniform(0.5, 2.0)))
