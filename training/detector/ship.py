@@ -86,12 +86,26 @@ def _train_commands(train_log: dict, run: Path) -> list[str]:
     if train_log.get("partial"):
         # The ignore file is made from a shipped detector; its card names the command.
         flags += f" --partial {train_log['partial']}"
+    if train_log.get("freeze_bn"):
+        flags += " --freeze-bn"
     if train_log.get("init"):
         flags += f" --init {train_log['init']}"  # that run's own card or log says how it was made
+    first = []
+    if train_log.get("init_recovered"):
+        r = train_log["init_recovered"]
+        first = [
+            f".venv/bin/python -m training.detector.recover --tflite {r['from']} "
+            f"--out {Path(train_log['init']).parent}  # the file of release {r['version']} "
+            f"(sha256 {r['sha256'][:12]}), from git history"
+        ]
     if backend == "tensorflow":
-        return [f"nice -n 10 .venv/bin/python -m training.detector.train {flags} --out {run}"]
+        return [
+            *first,
+            f"nice -n 10 .venv/bin/python -m training.detector.train {flags} --out {run}",
+        ]
     # Other backends train only; the LiteRT export needs TensorFlow's converter.
     return [
+        *first,
         f"KERAS_BACKEND={backend} python -m training.detector.train {flags} --no-export --out {run}",
         f".venv/bin/python -m training.detector.export --run {run}",
     ]

@@ -59,6 +59,7 @@ def train(
     platelet_focus: float = 0.0,
     partial: Path | None = None,
     degrade: float = 0.0,
+    freeze_bn: bool = False,
 ):
     """Train for ``steps`` steps (cosine learning rate, warm-up) and export; return the Keras model.
 
@@ -74,6 +75,17 @@ def train(
 
     if steps % log_every:
         raise ValueError(f"--steps {steps} must be a multiple of the log interval {log_every}")
+    recovered_file = None if init is None else init.parent / "recovered.json"
+    recovered = (
+        json.loads(recovered_file.read_text())
+        if recovered_file and recovered_file.is_file()
+        else None
+    )
+    if recovered is not None and not freeze_bn:
+        raise ValueError(
+            f"{init} was recovered from a LiteRT file (training.detector.recover): its "
+            "BatchNorms are exact only in inference mode; fine-tune it with --freeze-bn"
+        )
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     records = data.txl_records("train", data_dir)[:limit]
@@ -103,6 +115,11 @@ def train(
     if init is not None:
         # Fine-tune from an earlier run: its weights replace the ImageNet start.
         model.load_weights(init)
+    if freeze_bn:
+        # A frozen BatchNorm normalises with its stored statistics, in training too.
+        for layer in model._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
     warmup = min(100, steps // 10 + 1)
     schedule = keras.optimizers.schedules.CosineDecay(
         lr * 0.1, steps - warmup, alpha=0.01, warmup_target=lr, warmup_steps=warmup
@@ -164,10 +181,12 @@ def train(
                 "backend": backend,
                 "workers": workers,
                 "init": None if init is None else str(init),
+                "init_recovered": recovered,
                 "ema": ema,
                 "platelet_focus": platelet_focus,
                 "partial": None if partial is None else str(partial),
                 "degrade": degrade,
+                "freeze_bn": freeze_bn,
                 "device": _device(backend, workers),
                 "seconds": seconds,
                 "log": log,
@@ -223,6 +242,11 @@ def main(argv: list[str] | None = None) -> None:
         metavar="P",
         help="share of crops blurred or JPEG-compressed (default 0)",
     )
+    parser.add_argument(
+        "--freeze-bn",
+        action="store_true",
+        help="keep every BatchNorm in inference mode (needed to fine-tune recovered weights)",
+    )
     args = parser.parse_args(argv)
     train(
         args.out,
@@ -240,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
         platelet_focus=args.platelet_focus,
         partial=args.partial,
         degrade=args.degrade,
+        freeze_bn=args.freeze_bn,
     )
 
 
