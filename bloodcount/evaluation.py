@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -251,26 +252,54 @@ def paired_bootstrap(
     are 2 * matched / (predicted + true). With only a handful of cells in some (source,
     class) pairs, a single cell moves the figure by a few hundredths: this says how much.
     """
-    order = {s.file: i for i, s in enumerate(candidate)}
-    if sorted(order) != sorted(s.file for s in base) or len(order) != len(base):
-        raise ValueError("the two evaluations did not score the same slides")
-    candidate = [candidate[order[s.file]] for s in base]
+    return paired_bootstrap_over([(base, candidate)], draws, seed)
+
+
+def _slide_key(s: SlideScore) -> tuple[str, str]:
+    # A slide keeps its name (not its folder or suffix) when it is changed and re-scored.
+    return s.source, PurePath(s.file).stem
+
+
+def _aligned(scores: list[SlideScore], order: dict[tuple[str, str], int]) -> list[SlideScore]:
+    keys = [_slide_key(s) for s in scores]
+    if sorted(keys) != sorted(order) or len(set(keys)) != len(keys):
+        raise ValueError("the evaluations did not score the same slides")
+    return sorted(scores, key=lambda s: order[_slide_key(s)])
+
+
+def paired_bootstrap_over(
+    conditions: list[tuple[list[SlideScore], list[SlideScore]]], draws: int = 5000, seed: int = 0
+) -> dict[str, float]:
+    """:func:`paired_bootstrap` of macro F1 averaged over conditions, each a (base, candidate)
+    pair scoring the same slides changed one way (as they are, blurred, compressed...).
+
+    A draw picks slides per source once and every condition of both models uses that draw:
+    a slide is drawn with all its versions, so one hard slide is not counted as several
+    independent ones.
+    """
+    reference = conditions[0][0]
+    order = {_slide_key(s): i for i, s in enumerate(reference)}
+    if len(order) != len(reference):
+        raise ValueError("two slides of one source have the same name")
+    pairs = [(_aligned(a, order), _aligned(b, order)) for a, b in conditions]
+    counts = [(_match_counts(a), _match_counts(b)) for a, b in pairs]
     rng = np.random.default_rng(seed)
-    a, b = _match_counts(base), _match_counts(candidate)
-    sources = sorted({s.source for s in base})
-    f1_a, f1_b = [], []
+    sources = sorted({s.source for s in reference})
+    f1_a: list[list[np.ndarray]] = [[] for _ in pairs]
+    f1_b: list[list[np.ndarray]] = [[] for _ in pairs]
     for source in sources:
-        idx = np.array([i for i, s in enumerate(base) if s.source == source])
+        idx = np.array([i for i, s in enumerate(reference) if s.source == source])
         weights = _draws(rng, len(idx), draws)
-        for arr, out in ((a, f1_a), (b, f1_b)):
+        for c, (a, b) in enumerate(counts):
             # classes with no cells in a draw are NaN and drop out of the mean
-            out.append(_f1(_resampled_sums(arr[idx], weights)))
-    macro_a = np.nanmean(np.concatenate(f1_a, axis=1), axis=1)
-    macro_b = np.nanmean(np.concatenate(f1_b, axis=1), axis=1)
+            f1_a[c].append(_f1(_resampled_sums(a[idx], weights)))
+            f1_b[c].append(_f1(_resampled_sums(b[idx], weights)))
+    macro_a = np.mean([np.nanmean(np.concatenate(f, axis=1), axis=1) for f in f1_a], axis=0)
+    macro_b = np.mean([np.nanmean(np.concatenate(f, axis=1), axis=1) for f in f1_b], axis=0)
     diff = macro_b - macro_a
     return {
-        "base": macro_f1(summarise_by_source(base)),
-        "candidate": macro_f1(summarise_by_source(candidate)),
+        "base": float(np.mean([macro_f1(summarise_by_source(a)) for a, _ in pairs])),
+        "candidate": float(np.mean([macro_f1(summarise_by_source(b)) for _, b in pairs])),
         "difference_low": float(np.percentile(diff, 2.5)),
         "difference_high": float(np.percentile(diff, 97.5)),
         "p_candidate_better": float(np.mean(diff > 0)),

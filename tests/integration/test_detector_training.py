@@ -175,3 +175,76 @@ def test_an_ensemble_exports_as_one_graph_whose_output_is_the_mean(tmp_path):
     # TensorFlow runs (no backend in these logs): one command per run, then the export.
     assert "--seed 1 " in commands[0] and "--seed 2 " in commands[1] and len(commands) == 3
     assert commands[2].endswith(f"--ensemble-with {runs[1]} --out {out}")
+
+
+@pytest.mark.slow
+def test_weights_recovered_from_a_litert_file_give_its_output(tmp_path):
+    """`recover`: the converter folds each BatchNorm into its convolution; the Keras network
+    rebuilt from the file (identity BatchNorms carrying the bias) computes what the file does."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from training.detector import export, recover
+    from training.detector.model import build_detector, every_layer
+
+    run = tmp_path / "run"
+    run.mkdir()
+    net, _ = build_detector(None, seed=1)
+    rng = np.random.default_rng(0)
+    for layer in every_layer(net):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            # Statistics far from the identity, so an unfolded BatchNorm would show.
+            n = layer.gamma.shape[0]
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, n),
+                    rng.normal(0, 0.3, n),
+                    rng.normal(0, 0.3, n),
+                    rng.uniform(0.5, 2.0, n),
+                ]
+            )
+    net.save_weights(run / "model.weights.h5")
+    (run / "train_log.json").write_text(json.dumps(dict(steps=1, batch=2, crop=96, lr=2e-3)))
+    export.main(["--run", str(run)])
+
+    fresh, _ = build_detector(None, seed=2)
+    image = rng.integers(0, 255, (96, 128, 3), np.uint8)
+    assert recover.largest_difference(fresh, run / "model.tflite", image) > 1e-2
+    assert recover.recover_weights(fresh, run / "model.tflite") == 53
+    assert recover.largest_difference(fresh, run / "model.tflite", image) < 1e-4
+
+
+def test_recovered_weights_are_fine_tuned_only_with_frozen_batchnorms(tmp_path):
+    from training.detector.train import train
+
+    (tmp_path / "recovered.json").write_text("{}")
+    with pytest.raises(ValueError, match="--freeze-bn"):
+        train(tmp_path / "out", 50, 2, 96, 2e-3, 0, None, init=tmp_path / "model.weights.h5")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_freeze_bn_keeps_every_batchnorm_as_it_was(data_dir, tmp_path):
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from training.detector.model import build_detector, every_layer
+    from training.detector.train import train
+
+    def norms(model):
+        return [
+            np.concatenate([np.ravel(w) for w in layer.get_weights()])
+            for layer in every_layer(model)
+            if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+
+    common = dict(TINY, weights=None, data_dir=data_dir, steps=2, lr=1e-3, export=False)
+    frozen = train(tmp_path / "frozen", freeze_bn=True, **common)
+    free = train(tmp_path / "free", **common)
+    start, _ = build_detector(None, seed=TINY["seed"])
+    for a, b in zip(norms(frozen), norms(start), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Unfrozen, the heads' BatchNorms learn batch statistics in two steps.
+    assert any(not np.allclose(a, b) for a, b in zip(norms(free), norms(start), strict=True))
+    heat = [m.get_layer("heatmap").get_weights()[0] for m in (frozen, start)]
+    assert not np.allclose(*heat)  # while the convolutions still learn

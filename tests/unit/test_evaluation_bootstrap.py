@@ -11,6 +11,7 @@ from bloodcount.evaluation import (
     by_lab_group,
     macro_f1,
     paired_bootstrap,
+    paired_bootstrap_over,
     scores_from_rows,
     slide_rows,
     summarise_by,
@@ -62,6 +63,48 @@ def test_slides_must_match_and_rows_round_trip():
         paired_bootstrap(_lab(), _lab()[:-1])
     shuffled = _lab()[::-1]  # order does not matter; the file names pair the slides
     assert paired_bootstrap(_lab(), shuffled, draws=200)["difference_high"] == 0.0
+
+
+def _changed(scores: list[SlideScore], change: str) -> list[SlideScore]:
+    """The same slides re-scored from another folder as PNG, as robustness.py writes them."""
+    return [
+        SlideScore(
+            f"var/rob/{change}/{s.source}/images/{s.file[:-4]}.png",
+            s.source,
+            s.true_counts,
+            s.pred_counts,
+            s.matches,
+        )
+        for s in scores
+    ]
+
+
+def test_over_conditions_a_slide_brings_all_its_versions():
+    base, candidate = _lab(platelet_hits=(1, 1, 1, 0)), _lab()
+    once = paired_bootstrap(base, candidate, draws=2000, seed=1)
+    twice = paired_bootstrap_over(
+        [(base, candidate), (_changed(base, "blur1"), _changed(candidate, "blur1")[::-1])],
+        draws=2000,
+        seed=1,
+    )
+    # The same change twice is the same evidence: were the conditions drawn independently,
+    # the platelet slide would be missed by fewer resamples and the lead look surer.
+    assert twice == once
+
+
+def test_over_conditions_a_gain_under_blur_alone_counts_at_its_weight():
+    clean = _lab()
+    blurred_base = _changed(_lab(rbc_hits=14), "blur2")
+    blurred_candidate = _changed(_lab(rbc_hits=18), "blur2")
+    r = paired_bootstrap_over(
+        [(clean, clean), (blurred_base, blurred_candidate)], draws=500, seed=1
+    )
+    lab_a_rbc = 2 * 18 / 40 - 2 * 14 / 40  # F1 of lab A's red cells, blurred, 0.7 -> 0.9
+    # one of 5 (source, class) pairs, in one of two conditions
+    assert r["candidate"] - r["base"] == pytest.approx(lab_a_rbc / 5 / 2)
+    assert r["p_candidate_better"] == 1.0
+    with pytest.raises(ValueError, match="same slides"):
+        paired_bootstrap_over([(clean, clean), (blurred_base, blurred_candidate[1:])])
 
 
 def test_intervals_hold_the_figure_and_widen_as_the_cells_get_few():

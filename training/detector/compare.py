@@ -6,6 +6,11 @@ over slides (:func:`bloodcount.evaluation.paired_bootstrap`). Both reports must 
 ``bloodcount evaluate`` on the same slides (e.g. ``--split val``), one per model folder
 (``BLOODCOUNT_DETECTOR_PATH``). Use it to write a shipping rule that noise cannot pass:
 validation has only a few platelets in some sources, so one cell moves the macro F1 by 0.025.
+
+``compare BASE_DIR CANDIDATE_DIR --changes x1,blur1,blur2,jpeg50`` compares two
+``training.detector.robustness --out`` folders instead: the macro F1 averaged over those
+changes, resampling each slide with all its versions
+(:func:`bloodcount.evaluation.paired_bootstrap_over`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bloodcount.evaluation import paired_bootstrap, scores_from_rows
+from bloodcount.evaluation import paired_bootstrap, paired_bootstrap_over, scores_from_rows
 
 
 def _load(path: Path):
@@ -42,6 +47,35 @@ def compare(base: Path, candidate: Path, draws: int = 5000, seed: int = 0) -> di
     return result
 
 
+def _changed_scores(folder: Path, change: str):
+    """(model, scores) of one change in a robustness.py folder: its sources' reports, pooled."""
+    reports = sorted((folder / change).glob("*/evaluation.json"))
+    if not reports:
+        raise SystemExit(
+            f"{folder / change}: no evaluation.json; run python -m training.detector.robustness "
+            f"--side val --changes {change} --out {folder}"
+        )
+    loaded = [_load(report) for report in reports]
+    return loaded[0][0]["model"], [s for _, scores in loaded for s in scores]
+
+
+def compare_changes(
+    base: Path, candidate: Path, changes: list[str], draws: int = 5000, seed: int = 0
+) -> dict:
+    """The paired bootstrap of macro F1 averaged over ``changes``, from two robustness folders."""
+    conditions, per_change = [], {}
+    for change in changes:
+        model_a, a = _changed_scores(base, change)
+        model_b, b = _changed_scores(candidate, change)
+        conditions.append((a, b))
+        one = paired_bootstrap(a, b, draws=draws, seed=seed)
+        per_change[change] = (round(one["base"], 4), round(one["candidate"], 4))
+    result = paired_bootstrap_over(conditions, draws=draws, seed=seed)
+    result["base_model"], result["candidate_model"] = model_a, model_b
+    result["per_change"] = per_change
+    return result
+
+
 def _version(model: dict) -> str:
     return f"{model.get('version', '?')} ({str(model.get('sha256', ''))[:12]})"
 
@@ -50,18 +84,29 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("base", type=Path)
-    parser.add_argument("candidate", type=Path)
+    parser.add_argument("base", type=Path, help="a report, or with --changes a folder")
+    parser.add_argument("candidate", type=Path, help="a report, or with --changes a folder")
+    parser.add_argument(
+        "--changes", help="comma-separated changes of two robustness.py --out folders"
+    )
     parser.add_argument("--draws", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
-    r = compare(args.base, args.candidate, args.draws, args.seed)
+    if args.changes:
+        changes = [c.strip() for c in args.changes.split(",")]
+        r = compare_changes(args.base, args.candidate, changes, args.draws, args.seed)
+        what = f"macro F1 averaged over {', '.join(changes)}"
+    else:
+        r = compare(args.base, args.candidate, args.draws, args.seed)
+        what = "macro F1"
     print(f"base {_version(r['base_model'])} -> candidate {_version(r['candidate_model'])}")
-    for key, (fa, fb, true) in r["per_class"].items():
+    for key, (fa, fb, true) in r.get("per_class", {}).items():
         print(f"  {key:24} F1 {fa:.3f} -> {fb:.3f}  ({true} cells)")
+    for change, (fa, fb) in r.get("per_change", {}).items():
+        print(f"  {change:10} macro F1 {fa:.4f} -> {fb:.4f}")
     print(
-        f"macro F1 {r['base']:.4f} -> {r['candidate']:.4f}: difference 95% interval "
+        f"{what} {r['base']:.4f} -> {r['candidate']:.4f}: difference 95% interval "
         f"[{r['difference_low']:+.4f}, {r['difference_high']:+.4f}], "
         f"candidate better in {r['p_candidate_better']:.0%} of {r['draws']} resamples"
     )

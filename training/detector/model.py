@@ -84,6 +84,15 @@ def build_detector(weights: str | Path | None, alpha: float = 0.35, seed: int = 
     return keras.Model(inputs, out, name="bloodcount_dense_detector"), backbone
 
 
+def every_layer(model):
+    """Every layer of ``model``, nested models (the backbone) opened."""
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            yield from every_layer(layer)
+        else:
+            yield layer
+
+
 def losses(pred, heat, reg, mask, weights=None):
     """(focal, size, offset) losses, each normalised by the number of cells in the batch.
 

@@ -27,15 +27,6 @@ import numpy as np
 _CONV_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D"}
 
 
-def _layers(model):
-    """Every layer of ``model``, nested models (the backbone) opened."""
-    for layer in model.layers:
-        if hasattr(layer, "layers"):
-            yield from _layers(layer)
-        else:
-            yield layer
-
-
 def _fused_ops(tflite_path: Path) -> list[tuple[str, np.ndarray, np.ndarray, str]]:
     """(op name, filter, bias, output tensor name) of every convolution in the file."""
     from ai_edge_litert.interpreter import Interpreter
@@ -66,8 +57,10 @@ def recover_weights(model, tflite_path: Path) -> int:
     """Set ``model``'s weights from the file; returns the number of convolutions set."""
     from keras import layers
 
+    from training.detector.model import every_layer
+
     ops = _fused_ops(tflite_path)
-    all_layers = list(_layers(model))
+    all_layers = list(every_layer(model))
     norms = [layer for layer in all_layers if isinstance(layer, layers.BatchNormalization)]
     convs = [
         layer for layer in all_layers if isinstance(layer, layers.Conv2D | layers.DepthwiseConv2D)

@@ -100,7 +100,14 @@ def train(
 
     import keras
 
-    from training.detector.model import build_detector, focal, offset, packed_loss, size
+    from training.detector.model import (
+        build_detector,
+        every_layer,
+        focal,
+        offset,
+        packed_loss,
+        size,
+    )
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
@@ -117,7 +124,7 @@ def train(
         model.load_weights(init)
     if freeze_bn:
         # A frozen BatchNorm normalises with its stored statistics, in training too.
-        for layer in model._flatten_layers():
+        for layer in every_layer(model):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
     warmup = min(100, steps // 10 + 1)
