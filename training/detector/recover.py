@@ -27,8 +27,8 @@ import numpy as np
 _CONV_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D"}
 
 
-def _fused_ops(tflite_path: Path) -> list[tuple[str, np.ndarray, np.ndarray, str]]:
-    """(op name, filter, bias, output tensor name) of every convolution in the file."""
+def _fused_ops(tflite_path: Path) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """(filter, bias, output tensor name) of every convolution in the file."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(tflite_path))
@@ -39,7 +39,6 @@ def _fused_ops(tflite_path: Path) -> list[tuple[str, np.ndarray, np.ndarray, str
             _, kernel, bias = op["inputs"][:3]
             out.append(
                 (
-                    op["op_name"],
                     interpreter.get_tensor(kernel),
                     interpreter.get_tensor(bias),
                     tensors[op["outputs"][0]]["name"],
@@ -67,10 +66,10 @@ def recover_weights(model, tflite_path: Path) -> int:
     ]
     used_norms = set()
     for conv in convs:
-        found = [op for op in ops if _mentions(op[3], conv.name)]
+        found = [op for op in ops if _mentions(op[2], conv.name)]
         if len(found) != 1:
             raise ValueError(f"{conv.name}: {len(found)} convolutions in {tflite_path} name it")
-        kind, kernel, bias, fused_name = found[0]
+        kernel, bias, fused_name = found[0]
         if isinstance(conv, layers.DepthwiseConv2D):
             # LiteRT (1, kh, kw, channels) -> Keras (kh, kw, channels, multiplier 1)
             kernel = kernel[0][..., None]
