@@ -13,8 +13,11 @@ import argparse
 import json
 from pathlib import Path
 
-SAME_LAB = "BCCD lab"
-OTHER_LABS = "other labs (PBC, Raabin)"
+from bloodcount.evaluation import LAB_GROUPS
+
+# The groups bloodcount evaluate reports, named where they are defined.
+SAME_LAB = LAB_GROUPS["txl-bccd"]
+OTHER_LABS = LAB_GROUPS["txl-pbc"]
 
 # (group, class, measure, at least (True) or at most (False), bound)
 TARGETS = (
