@@ -178,6 +178,41 @@ def test_an_ensemble_exports_as_one_graph_whose_output_is_the_mean(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_weight_average_is_one_network_whose_every_weight_is_the_runs_mean(tmp_path):
+    """`soup`: the mean of runs from one start, saved, exported and loadable as one detector."""
+    pytest.importorskip("tensorflow")
+    from training.detector import soup
+    from training.detector.model import build_detector
+
+    runs = [tmp_path / "seed1", tmp_path / "seed2", tmp_path / "seed3"]
+    for seed, run in enumerate(runs, start=1):
+        run.mkdir()
+        build_detector(None, seed=seed)[0].save_weights(run / "model.weights.h5")
+        log = dict(steps=2, batch=2, crop=96, lr=2e-4, seed=seed, seconds=1.0, log=[])
+        log["init"] = "var/start/model.weights.h5"
+        (run / "train_log.json").write_text(json.dumps(log))
+    out = tmp_path / "soup"
+    soup.main([*(a for run in runs for a in ("--run", str(run))), "--out", str(out)])
+    net, _ = build_detector(None)
+    each = []
+    for run in runs:
+        net.load_weights(run / "model.weights.h5")
+        each.append(net.get_weights())
+    net.load_weights(out / "model.weights.h5")
+    averaged = net.get_weights()
+    assert len(averaged) == len(each[0])
+    assert any(np.abs(a - b).max() > 1e-3 for a, b in zip(each[0], each[1], strict=True))
+    for mean, *parts in zip(averaged, *each, strict=True):
+        np.testing.assert_allclose(mean, np.mean(parts, axis=0), atol=1e-6)
+    card = {"classes": ["RBC", "WBC", "Platelets"], "stride": 4, "size_unit": 16.0}
+    card.update(canonical_radius=16.0, thresholds={"RBC": 0.5, "WBC": 0.5, "Platelets": 0.5})
+    image = to_canonical(np.random.default_rng(0).integers(0, 255, (96, 128, 3), np.uint8)).image
+    assert np.isfinite(DenseDetector(out / "model.tflite", card).predict(image)).all()
+    log = json.loads((out / "train_log.json").read_text())
+    assert [m["seed"] for m in log["soup_of"]] == [1, 2, 3] and log["seconds"] == 3.0
+
+
+@pytest.mark.slow
 def test_weights_recovered_from_a_litert_file_give_its_output(tmp_path):
     """`recover`: the converter folds each BatchNorm into its convolution; the Keras network
     rebuilt from the file (identity BatchNorms carrying the bias) computes what the file does."""

@@ -67,6 +67,16 @@ def _train_commands(train_log: dict, run: Path) -> list[str]:
             + "".join(f" --ensemble-with {r}" for r in runs[1:])
             + f" --out {run}",
         ]
+    if "soup_of" in train_log:  # one network, the mean of several runs' weights (soup)
+        runs = [m["run"] for m in train_log["soup_of"]]
+        # The runs share their start, so its recovery is listed once (dict keeps the order).
+        members = (c for m in train_log["soup_of"] for c in _train_commands(m, Path(m["run"])))
+        return [
+            *dict.fromkeys(members),
+            ".venv/bin/python -m training.detector.soup"
+            + "".join(f" --run {r}" for r in runs)
+            + f" --out {run}",
+        ]
     backend = train_log.get("backend", "tensorflow")
     flags = f"--steps {train_log['steps']}"
     if train_log.get("seed"):
@@ -124,6 +134,17 @@ def _member(folder: Path) -> tuple[Path, dict]:
         "detector": f"{card['name']} {card['version']}",
         **card["training"],
     }
+
+
+def _soup_lines(train_log: dict) -> list[str]:
+    """The card.md line saying the weights are a mean of runs (none for a single run)."""
+    if "soup_of" not in train_log:
+        return []
+    seeds = ", ".join(str(m.get("seed")) for m in train_log["soup_of"])
+    return [
+        f"- weights: the mean of {len(train_log['soup_of'])} runs fine-tuned from one start "
+        f"(seeds {seeds}; `training.detector.soup`), one network"
+    ]
 
 
 def _ensemble_lines(members: list[dict]) -> list[str]:
@@ -348,7 +369,17 @@ def main(argv: list[str] | None = None) -> None:
                 "backend": train_log.get("backend", "tensorflow"),
                 "device": train_log.get("device", "2 shared CPU cores"),
                 "workers": train_log.get("workers", 0),
-                "final_losses": train_log["log"][-1],
+                # A weight average has no losses of its own: each run's last are listed.
+                "final_losses": (
+                    [m["final_losses"] for m in train_log["soup_of"]]
+                    if "soup_of" in train_log
+                    else train_log["log"][-1]
+                ),
+                **(
+                    {"weight_average_of_seeds": [m.get("seed") for m in train_log["soup_of"]]}
+                    if "soup_of" in train_log
+                    else {}
+                ),
             },
             "thresholds_tuned_on": "validation side, best pooled F1 per class at IoU 0.5",
             "inference_scale_tuned_on": {
@@ -416,6 +447,7 @@ def main(argv: list[str] | None = None) -> None:
         "box sizes and offsets every 4 px; cells are 3x3 heatmap peaks above the per-class thresholds.",
         "",
         f"- sha256 `{card['sha256']}`",
+        *_soup_lines(train_log),
         *_ensemble_lines(card.get("members", [])),
         f"- thresholds (tuned on validation): {thresholds}",
         f"- inference scale {scale} x canonical, flip averaging {args.flip_average}, "
