@@ -10,6 +10,7 @@ user-facing reason: one bad slide must never stop a batch.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 import cv2
@@ -28,6 +29,24 @@ class SlideError(ValueError):
     """A slide that cannot be analysed; ``str(error)`` says what was wrong, in one line."""
 
 
+# What PIL's readers raise on a malformed file: the built-in error families, each a fault of
+# the bytes. Not ``Exception``: a worker's soft time limit (Celery raises its own exception
+# class wherever the code happens to be) must reach the worker, not become "not an image".
+_MALFORMED = (
+    OSError,  # PIL.UnidentifiedImageError included
+    ValueError,
+    SyntaxError,  # "not a TIFF file" and other plugin checks
+    EOFError,
+    struct.error,
+    LookupError,
+    TypeError,
+    ArithmeticError,
+    AttributeError,
+    RecursionError,
+    Image.DecompressionBombError,  # read_header names it; elsewhere it is one more bad file
+)
+
+
 def read_header(data: bytes) -> tuple[str, int, int, str]:
     """Format, width, height and PIL mode from the header alone (no pixels are decoded)."""
     if not data:
@@ -41,7 +60,7 @@ def read_header(data: bytes) -> tuple[str, int, int, str]:
                 return fmt, int(img.width), int(img.height), img.mode
     except Image.DecompressionBombError as exc:
         raise SlideError(f"image has too many pixels ({exc})") from None
-    except Exception:
+    except _MALFORMED:
         raise SlideError("not a readable image: expected JPEG, PNG, TIFF or BMP") from None
 
 
@@ -82,7 +101,7 @@ def extra_pages(data: bytes) -> int:
                 if not int(img.tag_v2.get(254, 0)) & _REDUCED_RESOLUTION:
                     extra += 1
             return extra
-    except Exception:
+    except _MALFORMED:
         return 0
 
 
@@ -93,7 +112,7 @@ def _exif_orientation(data: bytes) -> int:
     try:
         with Image.open(io.BytesIO(data)) as img:
             value = int(img.getexif().get(_ORIENTATION, 1))
-    except Exception:
+    except _MALFORMED:
         return 1  # unreadable metadata: show the pixels as stored
     return value if 1 <= value <= 8 else 1
 

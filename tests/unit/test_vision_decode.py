@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bloodcount.vision.decode import SlideError, decode_image
+from bloodcount.vision.decode import SlideError, decode_image, extra_pages
 
 LIMIT = 10_000_000
 
@@ -171,3 +171,28 @@ def test_every_exif_orientation_is_applied_once_as_pil_does(orientation, fmt, mo
     assert out.shape == expected.shape
     # Lossless formats must match exactly; JPEG within its two decoders' rounding.
     assert np.abs(out.astype(int) - expected).max() <= (12 if fmt == "JPEG" else 0)
+
+
+class _SoftTimeLimit(Exception):
+    """Stands in for Celery's SoftTimeLimitExceeded: an Exception raised wherever the code is."""
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda data: decode_image(data, 10**7),
+        extra_pages,
+    ],
+    ids=["decode_image", "extra_pages"],
+)
+def test_a_time_limit_inside_pil_is_not_reported_as_a_bad_image(monkeypatch, read):
+    """A worker's soft time limit must reach the worker, not turn into "not an image"."""
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "TIFF")
+
+    def interrupted(*args, **kwargs):
+        raise _SoftTimeLimit("time is up")
+
+    monkeypatch.setattr(Image, "open", interrupted)
+    with pytest.raises(_SoftTimeLimit):
+        read(buf.getvalue())
