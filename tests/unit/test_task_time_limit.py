@@ -11,6 +11,7 @@ import sys
 from datetime import timedelta
 
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 
 from bloodcount.config import SettingsError, load_settings
@@ -112,16 +113,21 @@ def _count(env, model) -> int:
         return session.scalar(select(func.count()).select_from(model))
 
 
-@pytest.mark.parametrize("where", ["analysis", "store"])
+@pytest.mark.parametrize("where", ["analysis", "decode", "store"])
 def test_a_soft_limit_after_the_claim_fails_the_slide_with_the_reason(queued, monkeypatch, where):
     slide_id = queued.slide_ids[0]
 
     def interrupted(*_args, **_kwargs):
         raise FakeSoftLimit()
 
-    # In the analysis (a hung slide), or while writing its overlay (a late one).
-    target = queued.analyzer if where == "analysis" else queued.resources.store
-    monkeypatch.setattr(target, "analyze_bytes" if where == "analysis" else "put", interrupted)
+    # In the analysis (a hung slide), inside PIL while the file's header is read (where a
+    # malformed file is reported as such), or while writing its overlay (a late one).
+    target, name = {
+        "analysis": (queued.analyzer, "analyze_bytes"),
+        "decode": (Image, "open"),
+        "store": (queued.resources.store, "put"),
+    }[where]
+    monkeypatch.setattr(target, name, interrupted)
     outcome = process_slide(
         queued.resources, slide_id, queued.analyzer, time_limit_errors=(FakeSoftLimit,)
     )
