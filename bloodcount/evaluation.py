@@ -204,6 +204,37 @@ def _f1(sums: np.ndarray) -> np.ndarray:
     return np.where(sums[..., 2] > 0, f1, np.nan)
 
 
+def resampled_figures(
+    scores: list[SlideScore],
+    draws: int = 2000,
+    seed: int = 0,
+    key: Callable[[SlideScore], str] = by_source,
+) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """{group: {class: {"f1" | "count_accuracy" | "mae_per_slide": one value per draw}}}, each
+    draw resampling the group's slides with replacement (groups: ``key``). NaN where a draw
+    has no true cell of the class (F1 and count accuracy are undefined there)."""
+    rng = np.random.default_rng(seed)
+    counts = _match_counts(scores)
+    out = {}
+    for group in sorted({key(s) for s in scores}):
+        idx = np.array([i for i, s in enumerate(scores) if key(s) == group])
+        weights = _draws(rng, len(idx), draws)
+        sums = _resampled_sums(counts[idx], weights)
+        errors = np.abs(counts[idx, :, 1] - counts[idx, :, 2])  # slides x classes
+        with np.errstate(invalid="ignore", divide="ignore"):
+            accuracy = _count_accuracy(sums[..., 1], sums[..., 2])
+        figures = {
+            "f1": _f1(sums),
+            "count_accuracy": np.where(sums[..., 2] > 0, accuracy, np.nan),
+            "mae_per_slide": weights @ errors / len(idx),
+        }
+        out[group] = {
+            label: {name: values[:, c] for name, values in figures.items()}
+            for c, label in enumerate(CLASSES)
+        }
+    return out
+
+
 def bootstrap_intervals(
     scores: list[SlideScore],
     draws: int = 2000,
@@ -218,21 +249,14 @@ def bootstrap_intervals(
     A figure from a few cells is a coarse one: three platelets give an F1 whose interval
     spans most of [0, 1]. The interval is None where no draw had a true cell.
     """
-    rng = np.random.default_rng(seed)
     tail = 100 * (1 - level) / 2
-    counts = _match_counts(scores)
-    out = {}
-    for group in sorted({key(s) for s in scores}):
-        idx = np.array([i for i, s in enumerate(scores) if key(s) == group])
-        sums = _resampled_sums(counts[idx], _draws(rng, len(idx), draws))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            accuracy = _count_accuracy(sums[..., 1], sums[..., 2])
-        figures = {"f1": _f1(sums), "count_accuracy": np.where(sums[..., 2] > 0, accuracy, np.nan)}
-        out[group] = {
-            label: {name: _interval(values[:, c], tail) for name, values in figures.items()}
-            for c, label in enumerate(CLASSES)
+    return {
+        group: {
+            label: {name: _interval(figures[name], tail) for name in ("f1", "count_accuracy")}
+            for label, figures in classes.items()
         }
-    return out
+        for group, classes in resampled_figures(scores, draws, seed, key).items()
+    }
 
 
 def _interval(values: np.ndarray, tail: float) -> list[float] | None:

@@ -5,6 +5,10 @@ each report's figure and whether it is met, per lab group: for the BCCD lab (sam
 total-count accuracy, MAE per slide and detection F1 for each class; for the other labs
 (PBC and Raabin pooled), detection F1 for each class. A detector's shipping rule can count
 them (training/README.md); a single cell moves several of them on a validation side.
+
+``--draws N`` adds, after each verdict, how often the target is met when each lab group's
+slides are drawn again with replacement (N draws): a target met by one cell's margin shows
+as about half, one met with room to spare as near 100%.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import argparse
 import json
 from pathlib import Path
 
-from bloodcount.evaluation import LAB_GROUPS
+import numpy as np
+
+from bloodcount.evaluation import LAB_GROUPS, by_lab_group, resampled_figures, scores_from_rows
 
 # The groups bloodcount evaluate reports, named where they are defined.
 SAME_LAB = LAB_GROUPS["txl-bccd"]
@@ -46,13 +52,40 @@ def check(report: dict) -> list[tuple[str, str, str, str, float | None, bool]]:
     return rows
 
 
+def met_by_resampling(report: dict, draws: int = 2000, seed: int = 0) -> list[float | None]:
+    """For each target, the share of draws in which it is met, each draw resampling every lab
+    group's slides with replacement (from the report's per-slide rows); None where the report
+    has no slides of the group. A draw with no true cell of a class has no F1 or count
+    accuracy and counts as missed."""
+    figures = resampled_figures(
+        scores_from_rows(report["slides"]), draws=draws, seed=seed, key=by_lab_group
+    )
+    shares = []
+    for group, label, measure, at_least, bound in TARGETS:
+        if group not in figures:
+            shares.append(None)
+            continue
+        values = figures[group][label][measure]
+        with np.errstate(invalid="ignore"):
+            met = values >= bound if at_least else values <= bound
+        shares.append(float(np.mean(met)))  # NaN compares False: missed
+    return shares
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("reports", type=Path, nargs="+")
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=0,
+        help="also show how often each target is met over this many resamples of the slides",
+    )
     args = parser.parse_args(argv)
     docs = [json.loads(path.read_text()) for path in args.reports]
+    shares = [met_by_resampling(d, args.draws) if args.draws else None for d in docs]
     names = [
         f"{d['model']['version']} ({path.name})" for d, path in zip(docs, args.reports, strict=True)
     ]
@@ -61,11 +94,12 @@ def main(argv: list[str] | None = None) -> None:
     checked = [check(d) for d in docs]
     for i, (group, label, measure, target, _, _) in enumerate(checked[0]):
         cells = []
-        for rows in checked:
+        for rows, share in zip(checked, shares, strict=True):
             value, met = rows[i][4], rows[i][5]
-            cells.append(
-                ("-" if value is None else f"{value:.3f}") + (" met" if met else " MISSED")
-            )
+            cell = ("-" if value is None else f"{value:.3f}") + (" met" if met else " MISSED")
+            if share is not None and share[i] is not None:
+                cell += f" ({share[i]:.0%})"
+            cells.append(cell)
         print(f"| {group} | {label} | {measure} | {target} | " + " | ".join(cells) + " |")
     for name, rows in zip(names, checked, strict=True):
         print(f"{name}: {sum(r[5] for r in rows)} of {len(rows)} targets met")
