@@ -454,8 +454,10 @@ def main(argv: list[str] | None = None) -> None:
         f"box-overlap suppression {'off' if nms_iou is None else f'IoU > {nms_iou}'} (chosen on validation: "
         f"macro F1 {card['inference_scale_tuned_on']['candidates']})",
         f"- trained on {card['training']['train_slides']} TXL-PBC train-side slides, "
-        f"{card['training']['steps']} steps x {card['training']['batch']} crops of {card['training']['crop']} px, "
-        f"{card['training']['seconds']:.0f} s on {card['training']['device']} "
+        f"{card['training']['steps']} steps x {card['training']['batch']} crops of {card['training']['crop']} px"
+        f"{' per run' if 'soup_of' in train_log else ''}, "
+        f"{card['training']['seconds']:.0f} s{' in all' if 'soup_of' in train_log else ''} "
+        f"on {card['training']['device']} "
         f"(Keras backend {card['training']['backend']})",
         f"- split manifest sha256 `{card['training']['split_sha256']}`",
         f"- created {card['created']}",
