@@ -6,7 +6,7 @@ a sliver cut from a larger image). These checks say so beside the counts instead
 failing the slide: an unusual smear is still counted, and the lab decides.
 
 Each check is a plain rule on the result, none tuned: on the 1,405 real smears of
-``../shared/data`` (TXL-PBC 824, BCCD 292, CBC 289) detector 1.6.0 triggers none of them
+``../shared/data`` (TXL-PBC 824, BCCD 292, CBC 289) detectors 1.6.0 and 1.7.0 trigger none of them
 (``bloodcount analyze ../shared/data/txl-pbc/train/images ../shared/data/bccd/JPEGImages
 ../shared/data/cbc --output all.json``), while random noise, a blank field, a sliver of a
 slide and a smear shrunk to a tenth or blown up eight times each trigger one

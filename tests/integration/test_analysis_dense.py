@@ -52,7 +52,7 @@ def test_tiled_analysis_counts_close_to_whole(mosaic):
     whole and 1699/102/75 in 1000 px tiles with detector 1.1.0, 1468/101/99 and
     1470/101/100 with 1.2.1, 1397/97/127 and 1397/98/127 with 1.3.0, 1474/100/129 and
     1482/100/130 with 1.4.0, 1483/100/104 and 1489/100/103 with 1.5.0, 1517/102/92 and
-    1526/102/92 with 1.6.0."""
+    1526/102/92 with 1.6.0, 1479/101/109 and 1480/100/109 with 1.7.0."""
     whole = Analyzer(load_settings({})).analyze_image(mosaic, "whole")
     tiled = Analyzer(load_settings({}, tile_size=1000)).analyze_image(mosaic, "tiled")
     assert whole.counts["RBC"] > 200 and whole.counts["Platelets"] >= 5  # a crowded mosaic
