@@ -3,7 +3,16 @@ group the report lacks counts as missed, never as met."""
 
 from __future__ import annotations
 
-from training.detector.targets import OTHER_LABS, SAME_LAB, TARGETS, check, met_by_resampling
+import pytest
+
+from training.detector.targets import (
+    OTHER_LABS,
+    SAME_LAB,
+    TARGETS,
+    check,
+    met_by_resampling,
+    paired_targets,
+)
 
 
 def _report(**same_lab_wbc) -> dict:
@@ -66,3 +75,16 @@ def test_one_slide_with_an_extra_white_cell_misses_when_it_is_drawn():
             assert abs(share - 0.9**10) < 0.03
         else:
             assert share == 1.0
+
+
+def test_paired_draws_compare_two_reports_of_the_same_slides_in_any_order():
+    base = [_slide("txl-bccd", "extra", wbc_predicted=3)]
+    base += [_slide("txl-bccd", f"b{i}") for i in range(9)]
+    fixed = [_slide("txl-bccd", "extra")] + base[1:]
+    # The same slides listed in another order are drawn the same way: a paired comparison.
+    same = paired_targets({"slides": base}, {"slides": base[::-1]}, draws=500)
+    assert same == {"more": 0.0, "as_many": 1.0, "fewer": 0.0}
+    better = paired_targets({"slides": base}, {"slides": fixed[::-1]}, draws=4000)
+    assert better["fewer"] == 0.0 and abs(better["more"] - (1 - 0.9**10)) < 0.03
+    with pytest.raises(ValueError, match="same slides"):
+        paired_targets({"slides": base}, {"slides": base[1:]})

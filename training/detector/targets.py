@@ -8,14 +8,15 @@ them (training/README.md); a single cell moves several of them on a validation s
 
 ``--draws N`` adds, after each verdict, how often the target is met when each lab group's
 slides are drawn again with replacement (N draws): a target met by one cell's margin shows
-as about half, one met with room to spare as near 100%.
+as about half, one met with room to spare as near 100%. With several reports of the same
+slides it also says in how many paired draws each meets more targets than the first.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
@@ -52,24 +53,54 @@ def check(report: dict) -> list[tuple[str, str, str, str, float | None, bool]]:
     return rows
 
 
+def _met_per_draw(report: dict, draws: int, seed: int) -> list[np.ndarray | None]:
+    """For each target, whether it is met in each draw (None: no slides of its group).
+
+    Slides are put in one order (source, then name) before drawing, so two reports of the
+    same slides with the same seed get the same draws: a paired comparison.
+    """
+    scores = sorted(
+        scores_from_rows(report["slides"]), key=lambda s: (s.source, PurePath(s.file).name)
+    )
+    figures = resampled_figures(scores, draws=draws, seed=seed, key=by_lab_group)
+    met = []
+    for group, label, measure, at_least, bound in TARGETS:
+        if group not in figures:
+            met.append(None)
+            continue
+        values = figures[group][label][measure]
+        with np.errstate(invalid="ignore"):  # NaN (no true cell in the draw) compares False
+            met.append(values >= bound if at_least else values <= bound)
+    return met
+
+
 def met_by_resampling(report: dict, draws: int = 2000, seed: int = 0) -> list[float | None]:
     """For each target, the share of draws in which it is met, each draw resampling every lab
     group's slides with replacement (from the report's per-slide rows); None where the report
     has no slides of the group. A draw with no true cell of a class has no F1 or count
     accuracy and counts as missed."""
-    figures = resampled_figures(
-        scores_from_rows(report["slides"]), draws=draws, seed=seed, key=by_lab_group
-    )
-    shares = []
-    for group, label, measure, at_least, bound in TARGETS:
-        if group not in figures:
-            shares.append(None)
-            continue
-        values = figures[group][label][measure]
-        with np.errstate(invalid="ignore"):
-            met = values >= bound if at_least else values <= bound
-        shares.append(float(np.mean(met)))  # NaN compares False: missed
-    return shares
+    return [None if m is None else float(np.mean(m)) for m in _met_per_draw(report, draws, seed)]
+
+
+def paired_targets(base: dict, candidate: dict, draws: int = 2000, seed: int = 0) -> dict:
+    """Shares of paired draws (the same slides drawn for both reports) in which the candidate
+    meets more, as many or fewer of the targets than the base."""
+
+    def slides(report):
+        return sorted((r["source"], PurePath(r["file"]).name) for r in report["slides"])
+
+    if slides(base) != slides(candidate):
+        raise ValueError("the two reports did not score the same slides")
+    totals = [
+        sum(m for m in _met_per_draw(report, draws, seed) if m is not None)
+        for report in (base, candidate)
+    ]
+    diff = np.asarray(totals[1]) - np.asarray(totals[0])
+    return {
+        "more": float(np.mean(diff > 0)),
+        "as_many": float(np.mean(diff == 0)),
+        "fewer": float(np.mean(diff < 0)),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,6 +134,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {group} | {label} | {measure} | {target} | " + " | ".join(cells) + " |")
     for name, rows in zip(names, checked, strict=True):
         print(f"{name}: {sum(r[5] for r in rows)} of {len(rows)} targets met")
+    for name, doc in zip(names[1:], docs[1:], strict=True):
+        if args.draws:
+            p = paired_targets(docs[0], doc, args.draws)
+            print(
+                f"{name} against {names[0]}, {args.draws} paired draws of the slides: more "
+                f"targets met in {p['more']:.0%}, as many in {p['as_many']:.0%}, fewer in "
+                f"{p['fewer']:.0%}"
+            )
 
 
 if __name__ == "__main__":
