@@ -136,13 +136,13 @@ def _member(folder: Path) -> tuple[Path, dict]:
     }
 
 
-def _soup_lines(train_log: dict) -> list[str]:
+def _soup_lines(averaged: list[dict]) -> list[str]:
     """The card.md line saying the weights are a mean of runs (none for a single run)."""
-    if "soup_of" not in train_log:
+    if not averaged:
         return []
-    seeds = ", ".join(str(m.get("seed")) for m in train_log["soup_of"])
+    seeds = ", ".join(str(m.get("seed")) for m in averaged)
     return [
-        f"- weights: the mean of {len(train_log['soup_of'])} runs fine-tuned from one start "
+        f"- weights: the mean of {len(averaged)} runs fine-tuned from one start "
         f"(seeds {seeds}; `training.detector.soup`), one network"
     ]
 
@@ -346,6 +346,7 @@ def main(argv: list[str] | None = None) -> None:
             )
     _, scale, thresholds, val_metrics, nms_iou = max(candidates, key=lambda c: c[0])
     train_log = json.loads((args.run / "train_log.json").read_text())
+    averaged = train_log.get("soup_of")  # the runs of a weight average (training.detector.soup)
     card = _card_base(model_path, thresholds, args.flip_average, scale, args.version, nms_iou)
     card.update(
         {
@@ -371,13 +372,11 @@ def main(argv: list[str] | None = None) -> None:
                 "workers": train_log.get("workers", 0),
                 # A weight average has no losses of its own: each run's last are listed.
                 "final_losses": (
-                    [m["final_losses"] for m in train_log["soup_of"]]
-                    if "soup_of" in train_log
-                    else train_log["log"][-1]
+                    [m["final_losses"] for m in averaged] if averaged else train_log["log"][-1]
                 ),
                 **(
-                    {"weight_average_of_seeds": [m.get("seed") for m in train_log["soup_of"]]}
-                    if "soup_of" in train_log
+                    {"weight_average_of_seeds": [m.get("seed") for m in averaged]}
+                    if averaged
                     else {}
                 ),
             },
@@ -447,7 +446,7 @@ def main(argv: list[str] | None = None) -> None:
         "box sizes and offsets every 4 px; cells are 3x3 heatmap peaks above the per-class thresholds.",
         "",
         f"- sha256 `{card['sha256']}`",
-        *_soup_lines(train_log),
+        *_soup_lines(averaged or []),
         *_ensemble_lines(card.get("members", [])),
         f"- thresholds (tuned on validation): {thresholds}",
         f"- inference scale {scale} x canonical, flip averaging {args.flip_average}, "
@@ -455,8 +454,8 @@ def main(argv: list[str] | None = None) -> None:
         f"macro F1 {card['inference_scale_tuned_on']['candidates']})",
         f"- trained on {card['training']['train_slides']} TXL-PBC train-side slides, "
         f"{card['training']['steps']} steps x {card['training']['batch']} crops of {card['training']['crop']} px"
-        f"{' per run' if 'soup_of' in train_log else ''}, "
-        f"{card['training']['seconds']:.0f} s{' in all' if 'soup_of' in train_log else ''} "
+        f"{' per run' if averaged else ''}, "
+        f"{card['training']['seconds']:.0f} s{' in all' if averaged else ''} "
         f"on {card['training']['device']} "
         f"(Keras backend {card['training']['backend']})",
         f"- split manifest sha256 `{card['training']['split_sha256']}`",
