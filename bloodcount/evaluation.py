@@ -279,16 +279,17 @@ def paired_bootstrap(
     return paired_bootstrap_over([(base, candidate)], draws, seed)
 
 
-def _slide_key(s: SlideScore) -> tuple[str, str]:
+def slide_key(s: SlideScore) -> tuple[str, str]:
+    """(source, name without folder or suffix): what pairs one slide across evaluations."""
     # A slide keeps its name (not its folder or suffix) when it is changed and re-scored.
     return s.source, PurePath(s.file).stem
 
 
 def _aligned(scores: list[SlideScore], order: dict[tuple[str, str], int]) -> list[SlideScore]:
-    keys = [_slide_key(s) for s in scores]
+    keys = [slide_key(s) for s in scores]
     if sorted(keys) != sorted(order) or len(set(keys)) != len(keys):
         raise ValueError("the evaluations did not score the same slides")
-    return sorted(scores, key=lambda s: order[_slide_key(s)])
+    return sorted(scores, key=lambda s: order[slide_key(s)])
 
 
 def paired_bootstrap_over(
@@ -302,7 +303,7 @@ def paired_bootstrap_over(
     independent ones.
     """
     reference = conditions[0][0]
-    order = {_slide_key(s): i for i, s in enumerate(reference)}
+    order = {slide_key(s): i for i, s in enumerate(reference)}
     if len(order) != len(reference):
         raise ValueError("two slides of one source have the same name")
     pairs = [(_aligned(a, order), _aligned(b, order)) for a, b in conditions]

@@ -16,11 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path, PurePath
+from pathlib import Path
 
 import numpy as np
 
-from bloodcount.evaluation import LAB_GROUPS, by_lab_group, resampled_figures, scores_from_rows
+from bloodcount.evaluation import (
+    LAB_GROUPS,
+    by_lab_group,
+    resampled_figures,
+    scores_from_rows,
+    slide_key,
+)
 
 # The groups bloodcount evaluate reports, named where they are defined.
 SAME_LAB = LAB_GROUPS["txl-bccd"]
@@ -56,12 +62,10 @@ def check(report: dict) -> list[tuple[str, str, str, str, float | None, bool]]:
 def _met_per_draw(report: dict, draws: int, seed: int) -> list[np.ndarray | None]:
     """For each target, whether it is met in each draw (None: no slides of its group).
 
-    Slides are put in one order (source, then name) before drawing, so two reports of the
+    Slides are put in one order (:func:`bloodcount.evaluation.slide_key`) before drawing, so two reports of the
     same slides with the same seed get the same draws: a paired comparison.
     """
-    scores = sorted(
-        scores_from_rows(report["slides"]), key=lambda s: (s.source, PurePath(s.file).name)
-    )
+    scores = sorted(scores_from_rows(report["slides"]), key=slide_key)
     figures = resampled_figures(scores, draws=draws, seed=seed, key=by_lab_group)
     met = []
     for group, label, measure, at_least, bound in TARGETS:
@@ -87,7 +91,7 @@ def paired_targets(base: dict, candidate: dict, draws: int = 2000, seed: int = 0
     meets more, as many or fewer of the targets than the base."""
 
     def slides(report):
-        return sorted((r["source"], PurePath(r["file"]).name) for r in report["slides"])
+        return sorted(map(slide_key, scores_from_rows(report["slides"])))
 
     if slides(base) != slides(candidate):
         raise ValueError("the two reports did not score the same slides")
@@ -134,14 +138,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {group} | {label} | {measure} | {target} | " + " | ".join(cells) + " |")
     for name, rows in zip(names, checked, strict=True):
         print(f"{name}: {sum(r[5] for r in rows)} of {len(rows)} targets met")
+    if not args.draws:
+        return
     for name, doc in zip(names[1:], docs[1:], strict=True):
-        if args.draws:
-            p = paired_targets(docs[0], doc, args.draws)
-            print(
-                f"{name} against {names[0]}, {args.draws} paired draws of the slides: more "
-                f"targets met in {p['more']:.0%}, as many in {p['as_many']:.0%}, fewer in "
-                f"{p['fewer']:.0%}"
-            )
+        p = paired_targets(docs[0], doc, args.draws)
+        print(
+            f"{name} against {names[0]}, {args.draws} paired draws of the slides: more "
+            f"targets met in {p['more']:.0%}, as many in {p['as_many']:.0%}, fewer in "
+            f"{p['fewer']:.0%}"
+        )
 
 
 if __name__ == "__main__":
