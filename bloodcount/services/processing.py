@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from bloodcount.db.models import Analysis, Cell, Slide
 from bloodcount.db.types import new_id, utcnow
@@ -361,7 +361,9 @@ def _note_error(res: Resources, slide_id: str, claim: Claim, reason: str) -> Non
             connection.execute(
                 _UPDATE_CLAIMED, {"b_id": slide_id, "b_token": claim.token, "error": reason[:2000]}
             )
-    except Exception:  # the database may be the thing that is down
+    # The database may be the thing that is down. Only its errors are swallowed: a time
+    # limit firing here must still reach process_slide, which fails the slide with it.
+    except SQLAlchemyError:
         log.warning("could not record the error of slide %s", slide_id, exc_info=True)
 
 

@@ -29,6 +29,7 @@ from bloodcount.services.processing import (
     process_slide,
     time_limit_reason,
 )
+from bloodcount.storage import StorageError
 from tests.servicekit import ROOT, ApiEnv, smear_bytes
 
 
@@ -141,6 +142,29 @@ def test_a_soft_limit_after_the_claim_fails_the_slide_with_the_reason(queued, mo
     # The other slide is not affected.
     monkeypatch.undo()
     assert process_slide(queued.resources, queued.slide_ids[1], queued.analyzer) == "done"
+
+
+def test_a_soft_limit_while_noting_a_store_error_still_fails_the_slide(queued, monkeypatch):
+    """The limit fires in the database write that remembers a transient store error."""
+    slide_id = queued.slide_ids[0]
+    engine = queued.resources.engine
+
+    def interrupted(*_args, **_kwargs):
+        monkeypatch.undo()  # once: failing the slide afterwards needs the database
+        raise FakeSoftLimit()
+
+    def store_down(_key):
+        # Patched only now, after the claim, so the next engine.begin() is _note_error's.
+        monkeypatch.setattr(engine, "begin", interrupted)
+        raise StorageError("connection refused")
+
+    monkeypatch.setattr(queued.resources.store, "get", store_down)
+    outcome = process_slide(
+        queued.resources, slide_id, queued.analyzer, time_limit_errors=(FakeSoftLimit,)
+    )
+    assert outcome == "failed"
+    slide = _slide(queued, slide_id)
+    assert slide.status == "failed" and slide.error == time_limit_reason(queued.settings)
 
 
 def test_errors_not_named_as_time_limits_are_not_caught(queued, monkeypatch):
