@@ -10,7 +10,7 @@ import pytest
 from bloodcount.vision import CLASSES
 from bloodcount.vision.geometry import iou_matrix
 from training.datasets import file_sha256
-from training.detector import partial
+from training.detector import partial, pseudo
 from training.detector.data import batch_at, txl_records
 from training.split import load_split
 
@@ -114,3 +114,46 @@ def test_training_with_partial_adds_the_bccd_slides_and_logs_the_file(data_dir, 
     )
     log = json.loads((tmp_path / "run" / "train_log.json").read_text())
     assert log["train_slides"] == 4 and log["partial"] == str(finds)  # 2 TXL-PBC + 2 BCCD-only
+
+
+def test_a_pseudo_labelled_slide_teaches_red_cells_from_confident_finds_and_bccd_boxes(data_dir):
+    def red_boxes(r):
+        return [
+            list(b.xyxy) for b in r.boxes if b.label == "RBC" and min(b.x1 - b.x0, b.y1 - b.y0) >= 4
+        ]
+
+    record = next(r for r in partial.bccd_records("train", data_dir) if len(red_boxes(r)) >= 3)
+    red = red_boxes(record)
+    first, second = red[0], red[1]
+    sure = [first[0] + 1, first[1] + 1, first[2] + 1, first[3] + 1, 0.9]  # BCCD's first box, found
+    second_peak = [*sure[:4], 0.3]  # a weaker peak on the same cell
+    on_bccd = [*second, 0.3]  # unsure, but a person boxed it
+    alone = [600.0, 440.0, 630.0, 470.0, 0.3]  # unsure, nothing settles it
+    slide = pseudo.pseudo_slide(record, [sure, second_peak, on_bccd, alone], threshold=0.45)
+    rbc = CLASSES.index("RBC")
+    assert (slide.labels == rbc).all()
+    assert slide.ignored_classes == (CLASSES.index("WBC"), CLASSES.index("Platelets"))
+    # The confident find once, then BCCD's other red boxes (the first is the same cell).
+    np.testing.assert_allclose(slide.boxes[0], sure[:4])
+    assert len(slide.boxes) == 1 + len(red) - 1
+    assert iou_matrix(slide.boxes[1:], np.array([first], np.float32)).max() < 0.3
+    np.testing.assert_allclose(slide.ignore_boxes, [alone[:4]])
+    assert slide.ignore_labels.tolist() == [rbc]
+    _, packed = batch_at([slide], 4, 160, seed=0, index=0)
+    weights = packed[..., 8:]
+    assert (weights[..., 1:] == 0).all() and (weights[..., 0] == 1).mean() > 0.5
+
+
+def test_train_reads_a_pseudo_label_file_as_pseudo_labelled_slides(data_dir, tmp_path):
+    records = partial.bccd_records("train", data_dir)
+    doc = {"mode": pseudo.MODE, "detector": None, "threshold": 0.45, "finds": {}}
+    doc["finds"] = {r.image_path.name: [] for r in records}
+    path = tmp_path / "pseudo.json"
+    path.write_text(json.dumps(doc))
+    slides = partial.partial_slides(path, data_dir)
+    assert len(slides) == 118
+    assert all(s.ignored_classes == (1, 2) for s in slides)
+    del doc["finds"][records[0].image_path.name]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(SystemExit, match="no finds for 1 train-side BCCD slides"):
+        partial.partial_slides(path, data_dir)

@@ -125,8 +125,16 @@ def partial_slide(record, finds: list) -> Slide:
 
 
 def partial_slides(finds_path: Path, data_dir: Path | None = None) -> list:
-    """The train side's BCCD-only slides, with the ignore regions of ``finds_path``."""
-    finds = json.loads(Path(finds_path).read_text())["finds"]
+    """The train side's BCCD-only slides, with the ignore regions of ``finds_path``.
+
+    A file of :mod:`training.detector.pseudo` (its ``mode``) gives the slides its red cells instead.
+    """
+    doc = json.loads(Path(finds_path).read_text())
+    if doc.get("mode") == "pseudo-red":
+        from training.detector.pseudo import pseudo_slides
+
+        return pseudo_slides(doc, data_dir)
+    finds = doc["finds"]
     records = bccd_records("train", data_dir)
     missing = [r.image_path.name for r in records if r.image_path.name not in finds]
     if missing:
