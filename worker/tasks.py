@@ -43,13 +43,14 @@ def resources() -> Resources:
 
 @signals.worker_process_init.connect
 def _load_model(**_kwargs) -> None:
-    # Load the classifier once per worker process, before its first slide.
+    # Load the analysis models (the detector by default) once per worker process, before
+    # its first slide.
     from bloodcount.services.processing import shared_analyzer
 
     try:
         shared_analyzer(settings)
     except Exception:  # every slide will then fail with the reason, visibly
-        log.exception("could not load the classifier")
+        log.exception("could not load the analysis models")
 
 
 def _fail_after_hard_limit(slide_id: str, accepted_at: float | None) -> None:
