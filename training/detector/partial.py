@@ -129,11 +129,11 @@ def partial_slides(finds_path: Path, data_dir: Path | None = None) -> list:
 
     A file of :mod:`training.detector.pseudo` (its ``mode``) gives the slides its red cells instead.
     """
-    doc = json.loads(Path(finds_path).read_text())
-    if doc.get("mode") == "pseudo-red":
-        from training.detector.pseudo import pseudo_slides
+    from training.detector import pseudo  # here: pseudo builds on this module
 
-        return pseudo_slides(doc, data_dir)
+    doc = json.loads(Path(finds_path).read_text())
+    if doc.get("mode") == pseudo.MODE:
+        return pseudo.pseudo_slides(doc, data_dir)
     finds = doc["finds"]
     records = bccd_records("train", data_dir)
     missing = [r.image_path.name for r in records if r.image_path.name not in finds]
