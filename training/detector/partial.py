@@ -132,16 +132,17 @@ def partial_slides(finds_path: Path, data_dir: Path | None = None) -> list:
     from training.detector import pseudo  # here: pseudo builds on this module
 
     doc = json.loads(Path(finds_path).read_text())
-    if doc.get("mode") == pseudo.MODE:
-        return pseudo.pseudo_slides(doc, data_dir)
-    finds = doc["finds"]
+    finds, labelled = doc["finds"], doc.get("mode") == pseudo.MODE
     records = bccd_records("train", data_dir)
     missing = [r.image_path.name for r in records if r.image_path.name not in finds]
     if missing:
+        maker = "pseudo" if labelled else "partial"
         raise SystemExit(
             f"{finds_path} has no finds for {len(missing)} train-side BCCD slides "
-            f"(first: {missing[0]}): make it again with python -m training.detector.partial --out"
+            f"(first: {missing[0]}): make it again with python -m training.detector.{maker} --out"
         )
+    if labelled:
+        return [pseudo.pseudo_slide(r, finds[r.image_path.name], doc["threshold"]) for r in records]
     return [partial_slide(r, finds[r.image_path.name]) for r in records]
 
 

@@ -90,18 +90,6 @@ def pseudo_slide(record, finds: list, threshold: float) -> Slide:
     )
 
 
-def pseudo_slides(doc: dict, data_dir: Path | None = None) -> list[Slide]:
-    """The train side's BCCD-only slides, labelled from a :func:`red_finds` document."""
-    records = bccd_records("train", data_dir)
-    missing = [r.image_path.name for r in records if r.image_path.name not in doc["finds"]]
-    if missing:
-        raise SystemExit(
-            f"the pseudo-label file has no finds for {len(missing)} train-side BCCD slides "
-            f"(first: {missing[0]}): make it again with python -m training.detector.pseudo --out"
-        )
-    return [pseudo_slide(r, doc["finds"][r.image_path.name], doc["threshold"]) for r in records]
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -117,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     sure = sum(row[4] >= doc["threshold"] for row in rows)
     print(
         f"{len(records)} train-side BCCD slides: {sure} red cells at the threshold "
-        f"{doc['threshold']}, {len(rows) - sure} unsure (ignored) -> {args.out}"
+        f"{doc['threshold']}, {len(rows) - sure} unsure (ignored where nothing settles them) "
+        f"-> {args.out}"
     )
 
 
