@@ -9,21 +9,34 @@ one graph that outputs the mean of A's and B's networks (and a train_log.json na
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def saved_model(model) -> Iterator[str]:
+    """A temporary SavedModel of ``model`` with a resizable (1, H, W, 3) float input.
+
+    Convert through it: converting a Keras 3 concrete function directly leaves the weights
+    as uninitialised resource variables (the model then outputs NaN).
+    """
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        signature = [tf.TensorSpec([1, None, None, 3], tf.float32, name="slide")]
+        model.export(tmp, format="tf_saved_model", input_signature=signature, verbose=False)
+        yield tmp
 
 
 def export_tflite(model, path: Path, quantize: bool = False) -> Path:
     """Write ``model`` as a LiteRT flatbuffer whose input H and W can be resized at run time."""
     import tensorflow as tf
 
-    with tempfile.TemporaryDirectory() as tmp:
-        # Through a SavedModel: converting a Keras 3 concrete function directly leaves the
-        # weights as uninitialised resource variables (the model then outputs NaN).
-        signature = [tf.TensorSpec([1, None, None, 3], tf.float32, name="slide")]
-        model.export(tmp, format="tf_saved_model", input_signature=signature, verbose=False)
+    with saved_model(model) as tmp:
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         if quantize:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]

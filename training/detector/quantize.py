@@ -22,7 +22,6 @@ import argparse
 import csv
 import io
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -80,23 +79,21 @@ def convert(
     """(int8 LiteRT file, tensors kept in float, the debugger's per-layer CSV or "")."""
     import tensorflow as tf
 
+    from training.detector.export import saved_model
     from training.detector.model import build_detector
 
     model, _ = build_detector(None)
     model.load_weights(weights)
 
-    def calibration():
-        for image in inputs:
-            yield [image[None].astype(np.float32)]
+    def feed(images: list[np.ndarray]):
+        return lambda: ([image[None].astype(np.float32)] for image in images)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        signature = [tf.TensorSpec([1, None, None, 3], tf.float32, name="slide")]
-        model.export(tmp, format="tf_saved_model", input_signature=signature, verbose=False)
+    with saved_model(model) as tmp:
 
         def converter():
             c = tf.lite.TFLiteConverter.from_saved_model(tmp)
             c.optimizations = [tf.lite.Optimize.DEFAULT]
-            c.representative_dataset = calibration
+            c.representative_dataset = feed(inputs)
             return c
 
         if keep_float == 0:
@@ -104,12 +101,7 @@ def convert(
         # The debugger needs one input shape: the most common one.
         shapes = [image.shape for image in inputs]
         common = max(set(shapes), key=shapes.count)
-        same = [image for image in inputs if image.shape == common]
-
-        def debug_data():
-            for image in same:
-                yield [image[None].astype(np.float32)]
-
+        debug_data = feed([image for image in inputs if image.shape == common])
         debugger = tf.lite.experimental.QuantizationDebugger(
             converter=converter(), debug_dataset=debug_data
         )
