@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from training.detector.data import (
     SIZE_UNIT,
@@ -193,3 +195,44 @@ def test_loss_weights_switch_off_ignored_classes_and_regions_only():
     assert (w[..., 0] == 0).all()  # a class the slide does not label
     assert (w[..., 1] == 1).all()
     assert (w[2:6, 2:8, 2] == 0).all() and w[..., 2].sum() == 16 * 16 - 4 * 6
+
+
+def test_source_weights_draw_a_source_more_often_and_default_to_the_recipe():
+    a = _slide()
+    # Slide b's glass is dark, so a crop's brightness tells which slide it came from.
+    dark = np.where(a.image == 230, 40, a.image).astype(np.uint8)
+    b = Slide("b", "other", dark, a.boxes, a.labels, (40, 40, 40), 1.0, 1.0)
+    slides = [a, b]
+    plain = batch_at(slides, 8, 96, seed=4, index=1)
+    for same in (None, {}, {"other": 1.0}):
+        np.testing.assert_array_equal(
+            plain[0], batch_at(slides, 8, 96, seed=4, index=1, source_weights=same)[0]
+        )
+
+    def share_of_b(weights) -> float:
+        views = np.concatenate(
+            [batch_at(slides, 8, 96, seed=4, index=i, source_weights=weights)[0] for i in range(40)]
+        )
+        return float((views.mean(axis=(1, 2, 3)) < 120).mean())
+
+    assert 0.35 < share_of_b(None) < 0.65
+    assert share_of_b({"other": 9.0}) > 0.8
+    assert share_of_b({"test": 9.0}) < 0.2
+
+
+def test_source_weights_name_a_known_source_and_a_positive_number():
+    from training.detector.data import parse_source_weights
+
+    sources = ["txl-bccd", "txl-pbc"]
+    assert parse_source_weights(["txl-bccd=3", "txl-pbc=0.5"], sources) == {
+        "txl-bccd": 3.0,
+        "txl-pbc": 0.5,
+    }
+    for spec, says in (
+        ("bccd=3", "SOURCE one of ['txl-bccd', 'txl-pbc']"),
+        ("txl-bccd", "expected SOURCE=WEIGHT"),
+        ("txl-bccd=x", "'x' is not a number"),
+        ("txl-bccd=0", "must be above 0"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            parse_source_weights([spec], sources)

@@ -70,6 +70,25 @@ def txl_records(side: str, data_dir: Path | None = None, split_path: Path | None
     ]
 
 
+def parse_source_weights(specs: list[str], sources) -> dict[str, float]:
+    """``["txl-bccd=3", ...]`` as {source: weight}; an unknown source or a bad weight is an error."""
+    known = sorted(set(sources))
+    weights: dict[str, float] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or name not in known:
+            raise ValueError(
+                f"--source-weight {spec!r}: expected SOURCE=WEIGHT, SOURCE one of {known}"
+            )
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--source-weight {spec!r}: {value!r} is not a number") from None
+        if not weights[name] > 0:
+            raise ValueError(f"--source-weight {spec!r}: the weight must be above 0")
+    return weights
+
+
 def load_slide(record) -> Slide:
     """Decode a record and work out its canonical-scale factors."""
     image = cv2.cvtColor(cv2.imread(str(record.image_path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -256,6 +275,7 @@ def batch_at(
     index: int,
     platelet_focus: float = 0.0,
     degrade: float = 0.0,
+    source_weights: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batch number ``index`` of augmented crops: (uint8 images, packed targets).
 
@@ -271,9 +291,18 @@ def batch_at(
 
     ``degrade``: the share of crops then blurred or JPEG-compressed (:func:`_degraded`);
     at 0, again, the draws are those of the runs before the option existed.
+
+    ``source_weights``: slides of these sources are drawn this much more often (on top of
+    the platelet weight); sources not named keep 1. None, or all 1, gives the recipe's draws.
     """
     rng = np.random.default_rng([seed, index])
-    weights = np.array([PLATELET_WEIGHT if (s.labels == 2).any() else 1.0 for s in slides])
+    weights = np.array(
+        [
+            (PLATELET_WEIGHT if (s.labels == 2).any() else 1.0)
+            * (source_weights or {}).get(s.source, 1.0)
+            for s in slides
+        ]
+    )
     idx = rng.choice(len(slides), size=batch, p=weights / weights.sum())
     views, packed = [], []
     for i in idx:

@@ -50,8 +50,8 @@ BATCH_TIMEOUT = 300  # seconds; a batch of 64 crops takes about 0.2 s on one cor
 def _pool_batch(index: int):
     from training.detector.data import batch_at
 
-    *args, platelet_focus, degrade = _POOL_ARGS
-    return batch_at(*args, index, platelet_focus, degrade)
+    *args, platelet_focus, degrade, source_weights = _POOL_ARGS
+    return batch_at(*args, index, platelet_focus, degrade, source_weights)
 
 
 def batches(
@@ -62,6 +62,7 @@ def batches(
     workers: int,
     platelet_focus: float = 0.0,
     degrade: float = 0.0,
+    source_weights: dict[str, float] | None = None,
 ):
     """Endless (float32 images, packed targets): in this process, or from ``workers`` forks.
 
@@ -78,13 +79,17 @@ def batches(
         def serial():
             index = 0
             while True:
-                yield as_float(batch_at(slides, batch, crop, seed, index, platelet_focus, degrade))
+                yield as_float(
+                    batch_at(
+                        slides, batch, crop, seed, index, platelet_focus, degrade, source_weights
+                    )
+                )
                 index += 1
 
         yield from _prefetch(serial())
         return
     global _POOL_ARGS
-    _POOL_ARGS = (slides, batch, crop, seed, platelet_focus, degrade)
+    _POOL_ARGS = (slides, batch, crop, seed, platelet_focus, degrade, source_weights)
     # fork: the workers share the decoded slides without copying them. Fork before a Keras
     # backend starts its threads (training.detector.train does): forked after a TensorFlow run, workers were
     # seen to hang on a lock held at fork time, which the timeout below turns into an error.

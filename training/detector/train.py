@@ -60,6 +60,7 @@ def train(
     partial: Path | None = None,
     degrade: float = 0.0,
     freeze_bn: bool = False,
+    source_weights: list[str] | None = None,
 ):
     """Train for ``steps`` steps (cosine learning rate, warm-up) and export; return the Keras model.
 
@@ -75,6 +76,7 @@ def train(
 
     if steps % log_every:
         raise ValueError(f"--steps {steps} must be a multiple of the log interval {log_every}")
+    weights_by_source = data.parse_source_weights(source_weights or [], data.COMPLETE_SOURCES)
     recovered_file = None if init is None else init.parent / "recovered.json"
     recovered = (
         json.loads(recovered_file.read_text())
@@ -95,7 +97,9 @@ def train(
 
         slides += partial_slides(partial, data_dir)[:limit]
     print(f"{len(slides)} train slides at canonical scale in {time.time() - t0:.0f}s", flush=True)
-    stream = batches(slides, batch, crop, seed, workers, platelet_focus, degrade)
+    stream = batches(
+        slides, batch, crop, seed, workers, platelet_focus, degrade, weights_by_source or None
+    )
     first = next(stream)  # starts the pool (forks) before Keras loads its backend
 
     import keras
@@ -194,6 +198,7 @@ def train(
                 "partial": None if partial is None else str(partial),
                 "degrade": degrade,
                 "freeze_bn": freeze_bn,
+                "source_weights": weights_by_source,
                 "device": _device(backend, workers),
                 "seconds": seconds,
                 "log": log,
@@ -254,6 +259,13 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="keep every BatchNorm in inference mode (needed to fine-tune recovered weights)",
     )
+    parser.add_argument(
+        "--source-weight",
+        action="append",
+        default=[],
+        metavar="SOURCE=W",
+        help="draw slides of SOURCE (txl-bccd, txl-pbc, txl-raabin) W times as often; repeatable",
+    )
     args = parser.parse_args(argv)
     train(
         args.out,
@@ -272,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         partial=args.partial,
         degrade=args.degrade,
         freeze_bn=args.freeze_bn,
+        source_weights=args.source_weight,
     )
 
 
