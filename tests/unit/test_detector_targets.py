@@ -88,3 +88,23 @@ def test_paired_draws_compare_two_reports_of_the_same_slides_in_any_order():
     assert better["fewer"] == 0.0 and abs(better["more"] - (1 - 0.9**10)) < 0.03
     with pytest.raises(ValueError, match="same slides"):
         paired_targets({"slides": base}, {"slides": base[1:]})
+
+
+def test_reports_of_different_slides_are_drawn_each_on_its_own_not_paired(tmp_path, capsys):
+    import json
+
+    from training.detector.targets import main
+
+    paths = []
+    for side in ("val", "test"):
+        doc = {
+            "model": {"version": "1.0.0"},
+            **_report(),
+            "slides": [_slide("txl-bccd", f"{side}{i}") for i in range(5)],
+        }
+        paths.append(tmp_path / f"{side}.json")
+        paths[-1].write_text(json.dumps(doc))
+    main([str(p) for p in paths] + ["--draws", "100"])
+    out = capsys.readouterr().out
+    assert "1.0.0 (test.json): 12 of 12 targets met" in out
+    assert "no paired draws: the two reports did not score the same slides" in out

@@ -141,7 +141,12 @@ def main(argv: list[str] | None = None) -> None:
     if not args.draws:
         return
     for name, doc in zip(names[1:], docs[1:], strict=True):
-        p = paired_targets(docs[0], doc, args.draws)
+        try:
+            p = paired_targets(docs[0], doc, args.draws)
+        except ValueError as error:
+            # Reports of two sides (validation, test) are each drawn on their own above.
+            print(f"{name} against {names[0]}: no paired draws: {error}")
+            continue
         print(
             f"{name} against {names[0]}, {args.draws} paired draws of the slides: more "
             f"targets met in {p['more']:.0%}, as many in {p['as_many']:.0%}, fewer in "
