@@ -14,7 +14,8 @@
 T0=$(date +%s)
 END=$((T0 + ${DEADLINE:-520}))
 OUT=${OUT:-var/gpu-parallel}
-mkdir -p "$OUT" /tmp/runs
+mkdir -p "$OUT"
+RUNS=$(mktemp -d)  # fresh: a folder left by an earlier call must not mix in
 if [ -n "$WHEELS" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site "$WHEELS"/*.whl || exit 3
@@ -27,10 +28,10 @@ for run in "$@"; do
   read -r name flags <<< "$run"
   niceness=0
   [[ $name == ctl* ]] && niceness=5
-  mkdir -p "/tmp/runs/$name"
+  mkdir -p "$RUNS/$name"
   # shellcheck disable=SC2086  # the flags are words on purpose
   nice -n $niceness python3 -m training.detector.train --workers "${WORKERS:-1}" --no-export \
-    --out "/tmp/runs/$name" $flags > "/tmp/runs/$name/train.log" 2>&1 &
+    --out "$RUNS/$name" $flags > "$RUNS/$name/train.log" 2>&1 &
   PIDS[$name]=$!
 done
 while :; do
@@ -39,7 +40,7 @@ while :; do
   [ $alive = 0 ] && break
   if [ "$(date +%s)" -ge "$END" ]; then
     for name in "${!PIDS[@]}"; do
-      kill -0 "${PIDS[$name]}" 2>/dev/null && kill "${PIDS[$name]}" && touch "/tmp/runs/$name/STOPPED"
+      kill -0 "${PIDS[$name]}" 2>/dev/null && kill "${PIDS[$name]}" && touch "$RUNS/$name/STOPPED"
     done
     echo "deadline: stopped what was still running"
     break
@@ -48,7 +49,7 @@ while :; do
 done
 sleep 2
 for name in "${!PIDS[@]}"; do
-  echo "== $name: $(tail -1 "/tmp/runs/$name/train.log")"
-  tar -cf "$OUT/$name.tar" -C /tmp/runs "$name"
+  echo "== $name: $(tail -1 "$RUNS/$name/train.log")"
+  tar -cf "$OUT/$name.tar" -C "$RUNS" "$name"
 done
 echo "total $(($(date +%s) - T0)) s"
