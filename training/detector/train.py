@@ -97,9 +97,7 @@ def train(
 
         slides += partial_slides(partial, data_dir)[:limit]
     print(f"{len(slides)} train slides at canonical scale in {time.time() - t0:.0f}s", flush=True)
-    stream = batches(
-        slides, batch, crop, seed, workers, platelet_focus, degrade, weights_by_source or None
-    )
+    stream = batches(slides, batch, crop, seed, workers, platelet_focus, degrade, weights_by_source)
     first = next(stream)  # starts the pool (forks) before Keras loads its backend
 
     import keras
