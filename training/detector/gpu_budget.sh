@@ -17,12 +17,8 @@ OUT=${OUT:-var/gpu-run}
 W=${WORKERS:-14}
 B=${BATCH:-64}
 mkdir -p "$OUT"
-if [ -n "$WHEELS" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site "$WHEELS"/*.whl || exit 3
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1 KERAS_BACKEND=jax
+# shellcheck source=training/detector/gpu_env.sh
+source "$(dirname "$0")/gpu_env.sh"
 TRAIN=(python3 -m training.detector.train --batch "$B" --workers "$W" --no-export)
 
 # Calibration: the first 50-step window holds the compile; the second half gives the rate.

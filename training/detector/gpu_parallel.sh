@@ -16,12 +16,8 @@ END=$((T0 + ${DEADLINE:-520}))
 OUT=${OUT:-var/gpu-parallel}
 mkdir -p "$OUT"
 RUNS=$(mktemp -d)  # fresh: a folder left by an earlier call must not mix in
-if [ -n "$WHEELS" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site "$WHEELS"/*.whl || exit 3
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1 KERAS_BACKEND=jax
+# shellcheck source=training/detector/gpu_env.sh
+source "$(dirname "$0")/gpu_env.sh"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 declare -A PIDS
 for run in "$@"; do
