@@ -92,7 +92,9 @@ def sniff(head: bytes) -> Sniffed | None:
     return None
 
 
-def _refuse_unknown(name: str) -> InvalidRequest:
+def _refuse_unknown(name: str, data: bytes) -> InvalidRequest:
+    if not data:  # "not an image" would send the lab looking at the wrong file's format
+        return InvalidRequest(f"{name!r} is empty (0 bytes): send the image again", file=name)
     return InvalidRequest(
         f"{name!r} is not a JPEG, PNG, TIFF, BMP image or a zip archive of them "
         "(files are recognised by their content, not their name)",
@@ -211,7 +213,7 @@ def _expand_one(name: str, stream: BinaryIO, budget: int, max_files: int) -> Ite
         raise _too_large(budget)
     found = sniff(data[:SNIFF_BYTES])
     if found is None:
-        raise _refuse_unknown(name)
+        raise _refuse_unknown(name, data)
     if found.kind == "image":
         yield SlideFile(name, data, found.content_type, found.suffix)
         return
@@ -282,7 +284,7 @@ def _expand_zip(name: str, data: bytes, budget: int, max_files: int) -> Iterator
                     file=label,
                 )
             if found is None or found.kind != "image":
-                raise _refuse_unknown(label)
+                raise _refuse_unknown(label, content)
             yield SlideFile(label, content, found.content_type, found.suffix)
 
 

@@ -113,7 +113,12 @@ class Case:
 
 CASES = [
     # --- what is inside the files
-    Case("zero-byte file", upload({"ok.jpg": GOOD, "empty.jpg": b""}), 422, ("empty.jpg",)),
+    Case(
+        "zero-byte file",
+        upload({"ok.jpg": GOOD, "empty.jpg": b""}),
+        422,
+        ("'empty.jpg' is empty (0 bytes)",),
+    ),
     Case(
         "text named .jpg",
         upload({"notes.jpg": b"patient list, not an image"}),
@@ -177,6 +182,12 @@ CASES = [
         upload({"bomb.zip": BOMB}),
         413,
         ("archives counted", "uncompressed"),
+    ),
+    Case(
+        "zip with a zero-byte member",
+        upload({"a.zip": raw_zip([("ok.jpg", GOOD), ("blank.jpg", b"")])}),
+        422,
+        ("'a.zip/blank.jpg' is empty (0 bytes)",),
     ),
     Case(
         "zip member larger than declared",
